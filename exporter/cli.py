@@ -1,0 +1,134 @@
+"""Command-line front door: `python -m exporter export`.
+
+The nn.RNN flags and the spec-building live here as functions so that
+`python -m conformance check` takes exactly the same flags.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import ExportError
+from .spec import DEFAULT_OPSET, INITIAL_STATES, NONLINEARITIES, RNNSpec
+
+__all__ = ["add_rnn_arguments", "add_export_arguments", "resolve_rnn", "main", "run_cli"]
+
+# The seed model of this project's origin: nn.RNN(10, 20, 1) fed (5, 1, 10) and h0 (1, 1, 20).
+SEED_DEFAULTS = {"input_size": 10, "hidden_size": 20}
+
+
+def add_rnn_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("nn.RNN configuration (default: the seed model nn.RNN(10, 20, 1))")
+    g.add_argument("--input-size", type=int, help="features per time step (default 10)")
+    g.add_argument("--hidden-size", type=int, help="hidden units per direction (default 20)")
+    g.add_argument("--num-layers", type=int, help="stacked layers (default 1)")
+    g.add_argument("--nonlinearity", choices=NONLINEARITIES, help="default tanh")
+    g.add_argument("--no-bias", dest="bias", action="store_const", const=False,
+                   help="the RNN has no bias terms")
+    g.add_argument("--batch-first", action="store_const", const=True,
+                   help="input/output are [batch, seq, feature]")
+    g.add_argument("--dropout", type=float,
+                   help="nn.RNN's dropout; inactive in the exported (eval-mode) graph")
+    g.add_argument("--bidirectional", action="store_const", const=True)
+    g.add_argument("--config", metavar="FILE.json",
+                   help="nn.RNN keyword arguments as JSON; flags given as well override it")
+    g.add_argument("--checkpoint", metavar="FILE",
+                   help="a state_dict of nn.RNN, or of a module holding exactly one nn.RNN "
+                        "(e.g. under 'rnn1.'); sizes are inferred from it and flags that "
+                        "disagree with it are an error. Loaded with weights_only=True")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed for the random weights when no checkpoint is given (default 0)")
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset, 14 up to the newest both onnx and onnxruntime support "
+                        f"(default {DEFAULT_OPSET})")
+    p.add_argument("--initial-state", choices=INITIAL_STATES, default="input",
+                   help="'input': the graph takes h_0; 'zeros': no h_0 input, torch's default "
+                        "zero state (default input)")
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ExportError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExportError(f"cannot read config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ExportError(f"config {path} must hold a JSON object of nn.RNN keyword arguments")
+    return data
+
+
+def resolve_rnn(args: argparse.Namespace) -> tuple[RNNSpec, dict]:
+    """(spec, nn.RNN-keyed float32 weights) from --config, flags and --checkpoint."""
+    from .api import module_state
+    from .checkpoint import spec_from_checkpoint
+
+    given = _load_config(args.config) if args.config else {}
+    flags = {k: getattr(args, k) for k in ("input_size", "hidden_size", "num_layers",
+                                           "nonlinearity", "bias", "batch_first", "dropout",
+                                           "bidirectional")}
+    given.update({k: v for k, v in flags.items() if v is not None})
+    if args.checkpoint:
+        return spec_from_checkpoint(args.checkpoint, **given)
+    spec = RNNSpec.from_kwargs({**SEED_DEFAULTS, **given})
+    return spec, module_state(spec.build_module(seed=args.seed))
+
+
+def _shape(vi) -> str:
+    dims = [d.dim_param or str(d.dim_value) for d in vi.type.tensor_type.shape.dim]
+    return f"{vi.name}[{', '.join(dims)}]"
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .api import export_spec
+
+    spec, state = resolve_rnn(args)
+    model = export_spec(spec, state, args.output, opset=args.opset,
+                        initial_state=args.initial_state)
+    size = Path(args.output).stat().st_size
+    g = model.graph
+    print(f"wrote {args.output} ({size:,} bytes): nn.RNN {spec.to_json()}")
+    print(f"  opset {args.opset}, {len(g.node)} nodes "
+          f"({', '.join(n.op_type for n in g.node)})")
+    print(f"  inputs:  {', '.join(_shape(v) for v in g.input)}")
+    print(f"  outputs: {', '.join(_shape(v) for v in g.output)}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m exporter",
+                                description="Export torch.nn.RNN to ONNX with native RNN ops.")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("export", help="export an nn.RNN (default: the seed model)",
+                       description="Export an nn.RNN to ONNX: one RNN node per layer, dynamic "
+                                   "'batch' and 'seq' dimensions, inputs input[, h_0], outputs "
+                                   "output, h_n with torch's shapes.")
+    e.add_argument("-o", "--output", default="rnn.onnx", help="output file (default rnn.onnx)")
+    add_rnn_arguments(e)
+    add_export_arguments(e)
+    e.set_defaults(func=_export)
+    return p
+
+
+def run_cli(func: Callable[[argparse.Namespace], int], args: argparse.Namespace,
+            prog: str, errors: tuple[type[BaseException], ...] = (ExportError,)) -> int:
+    """Run a command; a user error becomes one line on stderr and exit code 2."""
+    try:
+        return func(args)
+    except errors as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return run_cli(args.func, args, "exporter")

@@ -1,0 +1,1 @@
+"""Lowerings of one nn.RNN layer to ONNX nodes."""

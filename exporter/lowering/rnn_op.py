@@ -1,0 +1,45 @@
+"""One nn.RNN layer → one ONNX `RNN` node. The only module that knows the RNN op.
+
+ONNX RNN (per direction, no clip, default alpha/beta):
+    H_t = f(X_t·Wᵀ + H_{t-1}·Rᵀ + Wb + Rb)
+torch nn.RNN:
+    h_t = f(x_t·W_ihᵀ + b_ih + h_{t-1}·W_hhᵀ + b_hh)
+so W = W_ih, R = W_hh, B = b_ih ‖ b_hh (see weights.py), and f is spelled "Tanh"/"Relu".
+Both directions of a bidirectional layer share one node (direction="bidirectional").
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..spec import RNNSpec
+from ..weights import LayerWeights
+
+if TYPE_CHECKING:
+    from ..graph import GraphBuilder
+
+__all__ = ["lower_layer"]
+
+_ACTIVATION = {"tanh": "Tanh", "relu": "Relu"}
+
+
+def lower_layer(b: "GraphBuilder", x: str, h0: str | None, w: LayerWeights, spec: RNNSpec,
+                layer: int, y_h_name: str | None = None) -> tuple[str, str]:
+    """Add layer `layer`'s RNN node.
+
+    x  [seq, batch, I_k] (sequence-major: layout=0);  h0 [dirs, batch, H] or None (zeros).
+    Returns (Y [seq, dirs, batch, H], Y_h [dirs, batch, H]); `y_h_name` names Y_h.
+    """
+    tag = f"l{layer}"
+    inputs = [x, b.initializer(f"W_{tag}", w.W), b.initializer(f"R_{tag}", w.R),
+              b.initializer(f"B_{tag}", w.B) if w.B is not None else "",
+              "",                      # sequence_lens: every sequence runs the full length
+              h0 or ""]
+    while inputs and inputs[-1] == "":
+        inputs.pop()                   # trailing optional inputs are left out, not blank
+    y = b.fresh(f"Y_{tag}")
+    y_h = y_h_name or b.fresh(f"Y_h_{tag}")
+    b.node("RNN", inputs, [y, y_h], name=f"rnn_{tag}",
+           hidden_size=spec.hidden_size,
+           direction="bidirectional" if spec.bidirectional else "forward",
+           activations=[_ACTIVATION[spec.nonlinearity]] * spec.num_directions)
+    return y, y_h

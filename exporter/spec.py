@@ -1,0 +1,151 @@
+"""Frozen, validated descriptions of an nn.RNN and of the export options."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .errors import ExportError
+
+__all__ = ["RNNSpec", "ExportOptions", "NONLINEARITIES", "INITIAL_STATES", "DEFAULT_OPSET",
+           "MIN_OPSET"]
+
+NONLINEARITIES = ("tanh", "relu")
+INITIAL_STATES = ("input", "zeros")
+DEFAULT_OPSET = 17
+MIN_OPSET = 14  # RNN-14 is the first version with the `layout` attribute we document.
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ExportError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class RNNSpec:
+    """Everything nn.RNN's constructor takes that changes the computation or the graph.
+
+    Field names and defaults are nn.RNN's keyword arguments, so `RNNSpec(**kwargs)`
+    and `nn.RNN(**spec.kwargs())` describe the same module.
+    """
+
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    nonlinearity: str = "tanh"
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = 0.0
+    bidirectional: bool = False
+
+    def __post_init__(self) -> None:
+        _positive_int("input_size", self.input_size)
+        _positive_int("hidden_size", self.hidden_size)
+        _positive_int("num_layers", self.num_layers)
+        if self.nonlinearity not in NONLINEARITIES:
+            raise ExportError(f"nonlinearity must be one of {', '.join(NONLINEARITIES)}, "
+                              f"got {self.nonlinearity!r}")
+        for flag in ("bias", "batch_first", "bidirectional"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ExportError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
+        d = self.dropout
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) \
+                or not 0.0 <= d < 1.0:
+            raise ExportError(f"dropout must be a number in [0, 1), got {d!r}")
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "RNNSpec":
+        """Build from nn.RNN keyword arguments; unknown or missing keys are errors."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise ExportError(f"unknown nn.RNN argument(s): {', '.join(unknown)}")
+        missing = [n for n in ("input_size", "hidden_size") if n not in kwargs]
+        if missing:
+            raise ExportError(f"missing nn.RNN argument(s): {', '.join(missing)}")
+        return cls(**dict(kwargs))
+
+    @classmethod
+    def from_module(cls, module: Any) -> "RNNSpec":
+        """Read the spec off an `nn.RNN` instance (float32 only)."""
+        import torch
+
+        if not isinstance(module, torch.nn.RNN):
+            raise ExportError(f"expected torch.nn.RNN, got {type(module).__name__}")
+        for name, param in module.named_parameters():
+            if param.dtype != torch.float32:
+                raise ExportError(f"only float32 RNNs are supported; {name} is {param.dtype}")
+        return cls(input_size=module.input_size, hidden_size=module.hidden_size,
+                   num_layers=module.num_layers, nonlinearity=module.nonlinearity,
+                   bias=module.bias, batch_first=module.batch_first,
+                   dropout=float(module.dropout), bidirectional=module.bidirectional)
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def kwargs(self) -> dict[str, Any]:
+        """nn.RNN keyword arguments."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.kwargs(), sort_keys=True)
+
+    @property
+    def id(self) -> str:
+        """Deterministic, readable id: test id, report case id and artefact folder name."""
+        parts = [f"i{self.input_size}h{self.hidden_size}", f"l{self.num_layers}",
+                 self.nonlinearity, "bi" if self.bidirectional else "uni",
+                 "bf" if self.batch_first else "sf"]
+        if not self.bias:
+            parts.append("nobias")
+        if self.dropout:
+            parts.append(f"drop{self.dropout:g}")
+        return "-".join(parts)
+
+    def build_module(self, seed: int | None = None) -> Any:
+        """A fresh nn.RNN of this spec in eval mode, seeded if `seed` is given."""
+        import warnings
+
+        import torch
+
+        gen_state = None
+        if seed is not None:
+            gen_state = torch.random.get_rng_state()
+            torch.manual_seed(seed)
+        try:
+            with warnings.catch_warnings():  # torch warns that 1-layer dropout does nothing
+                warnings.filterwarnings("ignore", message="dropout option adds dropout")
+                module = torch.nn.RNN(**self.kwargs())
+        finally:
+            if gen_state is not None:
+                torch.random.set_rng_state(gen_state)
+        return module.eval()
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to write the graph; every front door takes these same options."""
+
+    opset: int = DEFAULT_OPSET
+    initial_state: str = "input"
+
+    def __post_init__(self) -> None:
+        from .opset import max_supported_opset
+
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int):
+            raise ExportError(f"opset must be an integer, got {self.opset!r}")
+        top = max_supported_opset()
+        if not MIN_OPSET <= self.opset <= top:
+            raise ExportError(f"unsupported opset {self.opset}: this installation supports "
+                              f"{MIN_OPSET} to {top}")
+        if self.initial_state not in INITIAL_STATES:
+            raise ExportError(f"initial_state must be one of {', '.join(INITIAL_STATES)}, "
+                              f"got {self.initial_state!r}")
+
+    @property
+    def has_h0(self) -> bool:
+        return self.initial_state == "input"

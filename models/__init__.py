@@ -1,0 +1,7 @@
+"""Example models and named nn.RNN presets used by the tests and the conformance runner."""
+from __future__ import annotations
+
+from .presets import PRESETS, preset
+from .seed import SeedRNN
+
+__all__ = ["PRESETS", "preset", "SeedRNN"]

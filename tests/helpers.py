@@ -1,0 +1,49 @@
+"""Shared test helpers: real torch as ground truth, real onnxruntime, one tolerance rule."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from exporter.spec import RNNSpec
+
+ATOL, RTOL = 1e-5, 1e-4
+
+
+def ort_run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    return sess.run(["output", "h_n"], feeds)
+
+
+def make_inputs(spec: RNNSpec, batch: int, seq: int, seed: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, seq, spec.input_size) if spec.batch_first else (seq, batch, spec.input_size)
+    x = torch.randn(shape, generator=g)
+    h0 = torch.randn(spec.num_layers * spec.num_directions, batch, spec.hidden_size, generator=g)
+    return x, h0
+
+
+def torch_outputs(module: torch.nn.Module, x: torch.Tensor, h0: torch.Tensor | None
+                  ) -> list[np.ndarray]:
+    with torch.no_grad():
+        out, hn = module(x) if h0 is None else module(x, h0)
+    return [out.numpy(), hn.numpy()]
+
+
+def feeds_for(x: torch.Tensor, h0: torch.Tensor | None) -> dict[str, np.ndarray]:
+    feeds = {"input": x.numpy()}
+    if h0 is not None:
+        feeds["h_0"] = h0.numpy()
+    return feeds
+
+
+def assert_close(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    for name, a, b in zip(("output", "h_n"), got, want):
+        assert a.shape == b.shape, f"{name}: shape {a.shape} != {b.shape}"
+        bad = np.abs(a - b) > ATOL + RTOL * np.abs(b)
+        assert not bad.any(), f"{name}: {bad.sum()} elements off, max err {np.abs(a - b).max()}"
