@@ -1,0 +1,191 @@
+"""`python -m conformance run|check|vectors|replay`: exit 0 all good, 1 a failing cell, 2 usage."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from exporter.cli import add_rnn_arguments, resolve_rnn, run_cli
+from exporter.errors import ExportError
+
+from .matrix import MATRIX_NAMES, load_matrix, select, shard
+from .runner import FAILING, STATUSES, Prepared, RunResult, execute, prepare_matrix, temp_workdir
+from .runtimes import REGISTRY, runtime_names
+
+__all__ = ["main"]
+
+DEFAULT_RUNTIMES = "ort-cpu,ort-cuda,onnx-reference"
+
+
+def _shard_arg(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected i/N, got {text!r}") from None
+    return i, n
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtimes", default=DEFAULT_RUNTIMES,
+                   help=f"comma-separated: {', '.join(REGISTRY)} (default {DEFAULT_RUNTIMES})")
+    p.add_argument("--require", action="append", default=[], metavar="RUNTIME",
+                   help="fail (exit 1) if this runtime is unavailable; repeatable")
+    p.add_argument("--allow-tf32", action="store_true",
+                   help="run ort-cuda with TF32 matrix math (as ort-cuda-tf32, with its "
+                        "own tolerance); default off for float32 comparisons")
+    p.add_argument("--report-dir", type=Path, default=Path("conformance-report"),
+                   help="where report.json, junit.xml, report.md, heatmap.png go "
+                        "(default conformance-report)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers (default 1)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds one cell may take before it is an error (default 120)")
+    p.add_argument("--no-heatmap", action="store_true", help="skip the PNG heat map")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m conformance",
+                                description="Prove exported RNNs compute what torch computes, "
+                                            "runtime by runtime.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="export and check a case matrix on runtimes")
+    run.add_argument("--matrix", default="smoke",
+                     help=f"{', '.join(MATRIX_NAMES)} or a TOML file (default smoke)")
+    run.add_argument("--select", metavar="PATTERN", help="case-id glob, or substring")
+    run.add_argument("--shard", type=_shard_arg, metavar="i/N", help="run shard i of N")
+    run.add_argument("--vectors", type=Path, metavar="DIR",
+                     help="also write every case as ONNX test vectors into DIR")
+    _add_common(run)
+    run.set_defaults(func=_cmd_run)
+
+    check = sub.add_parser("check", help="check an already exported model against torch")
+    check.add_argument("model", type=Path, help="the .onnx file (inputs input[, h_0]; "
+                                                "outputs output, h_n)")
+    check.add_argument("--inputs", default="1x1,3x9,2x64", metavar="BxS,...",
+                       help="(batch)x(seq) input cases (default 1x1,3x9,2x64)")
+    add_rnn_arguments(check)
+    _add_common(check)
+    check.set_defaults(func=_cmd_check)
+
+    vec = sub.add_parser("vectors", help="write a matrix as ONNX test vectors, run nothing")
+    vec.add_argument("--matrix", default="smoke")
+    vec.add_argument("--select", metavar="PATTERN")
+    vec.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    vec.set_defaults(func=_cmd_vectors)
+
+    rep = sub.add_parser("replay", help="run ONNX test vectors (this tool's or onnx's layout)")
+    rep.add_argument("vectors", type=Path)
+    _add_common(rep)
+    rep.set_defaults(func=_cmd_replay)
+    return p
+
+
+def _runtimes(args: argparse.Namespace) -> list[str]:
+    names = runtime_names(args.runtimes)
+    required = runtime_names(",".join(args.require)) if args.require else []
+    names += [r for r in required if r not in names]
+    if args.allow_tf32:
+        names = ["ort-cuda-tf32" if n == "ort-cuda" else n for n in names]
+        args.require = ["ort-cuda-tf32" if r == "ort-cuda" else r for r in required]
+    if args.jobs < 1:
+        raise ExportError("-j must be at least 1")
+    return list(dict.fromkeys(names))
+
+
+def _execute(prepared: list[Prepared], args: argparse.Namespace, meta: dict) -> int:
+    from . import progress
+    from .environment import environment
+    from .report import build_report, write_reports
+
+    if not prepared:
+        raise ExportError("no cases selected")
+    runtimes = _runtimes(args)
+    with progress.Live(len(prepared) * len(runtimes)) as bar:
+        result = execute(prepared, runtimes, jobs=args.jobs, timeout=args.timeout,
+                         on_cell=bar.advance)
+    report = build_report(result, environment(), meta)
+    files = write_reports(report, args.report_dir, heatmap=not args.no_heatmap)
+    progress.summary(result, args.require)
+    print(f"reports: {', '.join(str(f) for f in files)}")
+    return 1 if result.failed(args.require) else 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    cases = select(load_matrix(args.matrix), args.select)
+    if args.shard:
+        cases = shard(cases, *args.shard)
+    _runtimes(args)  # validate before the slow part
+    with temp_workdir() as tmp:
+        prepared = prepare_matrix(cases, Path(tmp))
+        if args.vectors:
+            from .vectors import write_vectors
+            write_vectors(prepared, args.vectors)
+        meta = {"command": "run", "matrix": args.matrix, "select": args.select,
+                "shard": "/".join(map(str, args.shard)) if args.shard else None}
+        return _execute(prepared, args, meta)
+
+
+def _input_cases(text: str) -> list[tuple[int, int]]:
+    try:
+        cases = [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]
+    except ValueError:
+        raise ExportError(f"--inputs must look like 1x1,3x9, got {text!r}") from None
+    if not cases or any(len(c) != 2 or min(c) < 1 for c in cases):
+        raise ExportError(f"--inputs must look like 1x1,3x9 with sizes ≥ 1, got {text!r}")
+    return cases  # type: ignore[return-value]
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import onnx
+
+    from .matrix import stable_seed
+    from .truth import make_feeds, module_from_state, torch_truth
+
+    if not args.checkpoint:
+        raise ExportError("check needs --checkpoint: the weights the model was exported from")
+    if not args.model.is_file():
+        raise ExportError(f"model not found: {args.model}")
+    try:
+        graph = onnx.load(str(args.model), load_external_data=False).graph
+    except Exception as exc:
+        raise ExportError(f"cannot read ONNX model {args.model}: {exc}") from None
+    names = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+    if names not in (["input"], ["input", "h_0"]):
+        raise ExportError(f"model inputs are {names}; expected input[, h_0]")
+    spec, state = resolve_rnn(args)
+    module = module_from_state(spec, state)
+    prepared = []
+    for batch, seq in _input_cases(args.inputs):
+        case_id = f"{args.model.stem}--{spec.id}--b{batch}s{seq}"
+        feeds = make_feeds(spec, batch, seq, "h_0" in names, stable_seed(case_id))
+        f32, f64 = torch_truth(module, feeds)
+        prepared.append(Prepared(case_id, args.model.stem, str(args.model.resolve()), feeds,
+                                 f32, f64, {**spec.kwargs(), "batch": batch, "seq": seq}))
+    return _execute(prepared, args, {"command": "check", "matrix": f"check {args.model}"})
+
+
+def _cmd_vectors(args: argparse.Namespace) -> int:
+    from .vectors import write_vectors
+
+    cases = select(load_matrix(args.matrix), args.select)
+    if not cases:
+        raise ExportError("no cases selected")
+    with temp_workdir() as tmp:
+        folders = write_vectors(prepare_matrix(cases, Path(tmp)), args.output)
+    print(f"wrote {len(cases)} cases of {len(folders)} models to {args.output}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from .vectors import read_vectors
+
+    return _execute(read_vectors(args.vectors), args,
+                    {"command": "replay", "matrix": f"vectors {args.vectors}"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return run_cli(args.func, args, "conformance")
+
+
+assert FAILING <= set(STATUSES) and RunResult

@@ -1,0 +1,79 @@
+"""Known runtime divergences (divergences.toml): strict expected failures with reasons."""
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from exporter.errors import ExportError
+
+__all__ = ["Divergence", "load_divergences", "match", "STATUS_FOR_KIND", "DIVERGENCES_FILE"]
+
+DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
+# The cell status each kind of divergence stands for.
+STATUS_FOR_KIND = {"wrong-result": "fail", "refusal": "unsupported", "crash": "error"}
+_FIELDS = ("id", "runtime", "versions", "cases", "kind", "summary", "repro", "citation",
+           "reviewed")
+
+
+@dataclass(frozen=True)
+class Divergence:
+    id: str
+    runtime: str
+    versions: str
+    cases: tuple[str, ...]
+    kind: str
+    summary: str
+    repro: str
+    citation: str
+    reviewed: str
+
+    def applies(self, runtime: str, version: str | None, case_id: str) -> bool:
+        if not fnmatch.fnmatchcase(runtime, self.runtime):
+            return False
+        if not any(fnmatch.fnmatchcase(case_id, pat) for pat in self.cases):
+            return False
+        try:
+            return version is not None and Version(version) in SpecifierSet(self.versions)
+        except InvalidVersion:
+            return False
+
+
+def _entry(raw: dict, where: str) -> Divergence:
+    missing = [f for f in _FIELDS if f not in raw]
+    extra = sorted(set(raw) - set(_FIELDS))
+    if missing or extra:
+        raise ExportError(f"{where}: missing {missing} / unknown {extra} fields")
+    if raw["kind"] not in STATUS_FOR_KIND:
+        raise ExportError(f"{where}: kind must be one of {', '.join(STATUS_FOR_KIND)}")
+    try:
+        SpecifierSet(raw["versions"])
+    except InvalidSpecifier:
+        raise ExportError(f"{where}: bad version specifier {raw['versions']!r}") from None
+    cases = raw["cases"]
+    if not isinstance(cases, list) or not cases:
+        raise ExportError(f"{where}: cases must be a non-empty list of globs")
+    return Divergence(**{**raw, "cases": tuple(cases)})
+
+
+def load_divergences(path: Path = DIVERGENCES_FILE) -> list[Divergence]:
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ExportError(f"cannot read known divergences {path}: {exc}") from None
+    entries = [_entry(raw, f"{Path(path).name} entry {k + 1}")
+               for k, raw in enumerate(data.get("divergence", []))]
+    ids = [e.id for e in entries]
+    if len(set(ids)) != len(ids):
+        raise ExportError(f"{path}: duplicate divergence ids")
+    return entries
+
+
+def match(entries: list[Divergence], runtime: str, version: str | None,
+          case_id: str) -> Divergence | None:
+    """The first entry that applies to this cell, if any."""
+    return next((e for e in entries if e.applies(runtime, version, case_id)), None)

@@ -1,0 +1,146 @@
+"""Conformance cases as data: matrices from TOML, deterministic ids, seeds, shards."""
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import tomllib
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from exporter.errors import ExportError
+from exporter.spec import RNNSpec
+from models.presets import preset
+
+__all__ = ["ModelCase", "InputCase", "Case", "load_matrix", "select", "shard", "MATRICES_FILE",
+           "MATRIX_NAMES", "stable_seed"]
+
+MATRICES_FILE = Path(__file__).with_name("matrices.toml")
+MATRIX_NAMES = ("smoke", "default", "full")
+_SPEC_FIELDS = ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias",
+                "batch_first", "dropout", "bidirectional")
+_BLOCK_KEYS = {"presets", "initial_state", "opset", "inputs", *_SPEC_FIELDS}
+
+
+def stable_seed(text: str) -> int:
+    """A seed that depends only on `text` (never on Python's hash randomisation)."""
+    return zlib.crc32(text.encode())
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """One exported model: an nn.RNN config plus the export options."""
+
+    spec: RNNSpec
+    initial_state: str = "input"
+    opset: int = 17
+
+    @property
+    def id(self) -> str:
+        h0 = "h0in" if self.initial_state == "input" else "h0zero"
+        suffix = "" if self.opset == 17 else f"-op{self.opset}"
+        return f"{self.spec.id}-{h0}{suffix}"
+
+    @property
+    def seed(self) -> int:
+        return stable_seed(self.id)
+
+    def export_options(self) -> dict[str, Any]:
+        return {"opset": self.opset, "initial_state": self.initial_state}
+
+
+@dataclass(frozen=True)
+class InputCase:
+    batch: int
+    seq: int
+
+    @property
+    def id(self) -> str:
+        return f"b{self.batch}s{self.seq}"
+
+
+@dataclass(frozen=True)
+class Case:
+    model: ModelCase
+    inputs: InputCase
+
+    @property
+    def id(self) -> str:
+        return f"{self.model.id}--{self.inputs.id}"
+
+    @property
+    def seed(self) -> int:
+        return stable_seed(self.id)
+
+
+def _specs(block: dict[str, Any]) -> list[RNNSpec]:
+    if "presets" in block:
+        return [preset(name) for name in block["presets"]]
+    axes = {k: block.get(k, [v]) for k, v in
+            {"input_size": 10, "hidden_size": 20, **{f: None for f in _SPEC_FIELDS[2:]}}.items()}
+    axes = {k: v for k, v in axes.items() if v != [None]}
+    names = list(axes)
+    return [RNNSpec.from_kwargs(dict(zip(names, values)))
+            for values in itertools.product(*axes.values())]
+
+
+def _block_cases(block: dict[str, Any], where: str) -> list[Case]:
+    unknown = set(block) - _BLOCK_KEYS
+    if unknown:
+        raise ExportError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    if "inputs" not in block:
+        raise ExportError(f"{where}: a block needs 'inputs' ([[batch, seq], ...])")
+    try:
+        inputs = [InputCase(int(b), int(s)) for b, s in block["inputs"]]
+    except (TypeError, ValueError):
+        raise ExportError(f"{where}: inputs must be [[batch, seq], ...]") from None
+    if any(i.batch < 1 or i.seq < 1 for i in inputs):
+        raise ExportError(f"{where}: batch and seq must be ≥ 1")
+    models = [ModelCase(spec, init, opset) for spec in _specs(block)
+              for init in block.get("initial_state", ["input"])
+              for opset in block.get("opset", [17])]
+    return [Case(m, i) for m in models for i in inputs]
+
+
+def load_matrix(name_or_file: str) -> list[Case]:
+    """Cases of a named matrix in matrices.toml, or of the first matrix in a TOML file."""
+    path, name = MATRICES_FILE, name_or_file
+    if name_or_file not in MATRIX_NAMES:
+        path = Path(name_or_file)
+        if not path.is_file():
+            raise ExportError(f"unknown matrix {name_or_file!r}: use {', '.join(MATRIX_NAMES)} "
+                              "or a TOML file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ExportError(f"cannot read matrix file {path}: {exc}") from None
+    if path != MATRICES_FILE:
+        if len(data) != 1:
+            raise ExportError(f"{path}: expected exactly one matrix (one [[name]] list of blocks)")
+        name = next(iter(data))
+    blocks = data.get(name)
+    if not isinstance(blocks, list) or not blocks:
+        raise ExportError(f"{path}: matrix {name!r} has no blocks")
+    cases: dict[str, Case] = {}
+    for k, block in enumerate(blocks):
+        for case in _block_cases(block, f"{path.name}: {name} block {k + 1}"):
+            cases.setdefault(case.id, case)       # blocks may overlap; a case runs once
+    return sorted(cases.values(), key=lambda c: c.id)
+
+
+def select(cases: Iterable[Case], pattern: str | None) -> list[Case]:
+    """Keep cases whose id matches a glob (with * ? [) or contains the pattern."""
+    if not pattern:
+        return list(cases)
+    if any(ch in pattern for ch in "*?["):
+        return [c for c in cases if fnmatch.fnmatchcase(c.id, pattern)]
+    return [c for c in cases if pattern in c.id]
+
+
+def shard(cases: list[Case], index: int, count: int) -> list[Case]:
+    """Shard `index` of `count` (1-based): round robin over the id-sorted cases."""
+    if count < 1 or not 1 <= index <= count:
+        raise ExportError(f"shard must be i/N with 1 ≤ i ≤ N, got {index}/{count}")
+    ordered = sorted(cases, key=lambda c: c.id)
+    return ordered[index - 1::count]

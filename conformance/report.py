@@ -1,0 +1,161 @@
+"""Reports of a run: report.json (schema in docs/report-schema.md), junit.xml, report.md,
+and a PNG heat map of statuses (runtime × model)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from .runner import FAILING, STATUSES, RunResult
+
+__all__ = ["SCHEMA_VERSION", "build_report", "write_reports", "STATUS_COLORS"]
+
+SCHEMA_VERSION = 1
+STATUS_COLORS = {"pass": "#2e7d32", "xfail": "#9ccc65", "unavailable": "#bdbdbd",
+                 "unsupported": "#ffb300", "error": "#8e24aa", "fail": "#d32f2f",
+                 "xpass": "#1565c0"}
+# Worst-first order used when several cells share one heat-map square.
+_SEVERITY = ["fail", "xpass", "error", "unsupported", "xfail", "unavailable", "pass"]
+
+
+def build_report(result: RunResult, env: dict, meta: dict) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "tool": "conformance", **meta,
+            "environment": env, "runtimes": result.runtimes, "summary": result.counts(),
+            "seconds": round(result.seconds, 3), "cells": result.cells}
+
+
+def _jsonable(x: Any) -> Any:
+    """Strict JSON: non-finite floats become the strings "inf", "-inf", "nan"."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt(x: float | str | None) -> str:
+    return "–" if x is None else f"{float(x):.1e}"
+
+
+def _junit(report: dict) -> bytes:
+    cells = report["cells"]
+    suite = ET.Element("testsuite", name="conformance", tests=str(len(cells)),
+                       failures=str(sum(c["status"] in ("fail", "xpass") for c in cells)),
+                       errors=str(sum(c["status"] in ("error", "unsupported") for c in cells)),
+                       skipped=str(sum(c["status"] in ("unavailable", "xfail") for c in cells)),
+                       time=str(report["seconds"]))
+    for c in cells:
+        tc = ET.SubElement(suite, "testcase", classname=f"conformance.{c['runtime']}",
+                           name=c["case"], time=str(c["wall_s"] or 0))
+        detail = (f"max_abs_err={_fmt(c['max_abs_err'])} max_rel_err={_fmt(c['max_rel_err'])} "
+                  f"tolerance={c['tolerance']} {c['message']}").strip()
+        if c["status"] in ("fail", "xpass"):
+            ET.SubElement(tc, "failure", message=c["status"]).text = detail
+        elif c["status"] in ("error", "unsupported"):
+            ET.SubElement(tc, "error", message=c["status"]).text = detail
+        elif c["status"] in ("unavailable", "xfail"):
+            ET.SubElement(tc, "skipped", message=f"{c['status']}: {c['message']}"[:1000])
+    return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+
+
+def _markdown(report: dict) -> str:
+    env, cells = report["environment"], report["cells"]
+    lines = [f"# Conformance report: matrix `{report.get('matrix', '?')}`", "",
+             f"torch {env['torch']}, onnx {env['onnx']}, onnxruntime {env.get('onnxruntime')}, "
+             f"python {env['python']}; CPU: {env['cpu']}; "
+             f"GPU: {', '.join(env.get('gpus') or []) or 'none'}"
+             + (f" (driver {env['driver']}, CUDA {env['cuda']}, cuDNN {env['cudnn']})"
+                if env.get("gpus") else ""), "",
+             "## Summary", "", "| runtime | version | " + " | ".join(STATUSES) + " |",
+             "|---|---|" + "---|" * len(STATUSES)]
+    for rt, info in report["runtimes"].items():
+        n = {s: sum(c["runtime"] == rt and c["status"] == s for c in cells) for s in STATUSES}
+        lines.append(f"| {rt} | {info.get('version') or 'unavailable'} | "
+                     + " | ".join(str(n[s]) for s in STATUSES) + " |")
+    wrong = [c for c in cells if c["silently_wrong"]]
+    lines += ["", f"**Silently wrong results** (the runtime answered without complaint, and "
+              f"the answer is wrong): {len(wrong)}"]
+    for rt, info in report["runtimes"].items():
+        if not info["available"]:
+            lines += [f"- `{rt}` unavailable: {info['reason']}"]
+    notable = [c for c in cells if c["status"] not in ("pass", "unavailable")]
+    if notable:
+        lines += ["", "## Cells that are not a plain pass", "",
+                  "| case | runtime | status | max abs err | vs f64 | torch f32 noise | note |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in notable:
+            note = (c["message"] or "").replace("|", "\\|")
+            lines.append(f"| `{c['case']}` | {c['runtime']} | **{c['status']}**"
+                         f"{' (silently wrong)' if c['silently_wrong'] else ''} | "
+                         f"{_fmt(c['max_abs_err'])} | {_fmt(c['max_abs_err_f64'])} | "
+                         f"{_fmt(c['torch_f32_err'])} | {note} |")
+    lines += ["", "## Worst error per runtime (passing cells)", "",
+              "| runtime | cells | worst max abs err | case |", "|---|---|---|---|"]
+    for rt in report["runtimes"]:
+        ok = [c for c in cells if c["runtime"] == rt and c["status"] == "pass"]
+        if ok:
+            w = max(ok, key=lambda c: c["max_abs_err"])
+            lines.append(f"| {rt} | {len(ok)} | {_fmt(w['max_abs_err'])} | `{w['case']}` |")
+    return "\n".join(lines) + "\n"
+
+
+def _heatmap(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    runtimes = list(report["runtimes"])
+    models = list(dict.fromkeys(c["model"] for c in report["cells"]))
+    grid = [[len(_SEVERITY) - 1] * len(models) for _ in runtimes]
+    for c in report["cells"]:
+        i, j = runtimes.index(c["runtime"]), models.index(c["model"])
+        grid[i][j] = min(grid[i][j], _SEVERITY.index(c["status"]))
+    cmap = ListedColormap([STATUS_COLORS[s] for s in _SEVERITY])
+    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(models) + 3), 1.2 + 0.45 * len(runtimes)))
+    ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=len(_SEVERITY) - 0.5, aspect="auto")
+    ax.set_yticks(range(len(runtimes)), runtimes)
+    ax.set_xticks(range(len(models)), models, rotation=90, fontsize=6)
+    ax.set_title(f"conformance: matrix {report.get('matrix', '?')} (worst status per model)")
+    ax.legend(handles=[Patch(color=STATUS_COLORS[s], label=s) for s in _SEVERITY],
+              loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_reports(report: dict, directory: Path, heatmap: bool = True) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {"report.json": json.dumps(_jsonable(report), indent=1, allow_nan=False).encode(),
+             "junit.xml": _junit(report), "report.md": _markdown(report).encode()}
+    written = []
+    for name, data in files.items():
+        _atomic_write(directory / name, data)
+        written.append(directory / name)
+    if heatmap:
+        tmp = directory / ".heatmap.tmp.png"
+        _heatmap(report, tmp)
+        os.replace(tmp, directory / "heatmap.png")
+        written.append(directory / "heatmap.png")
+    return written
+
+
+assert set(_SEVERITY) == set(STATUSES) == set(STATUS_COLORS) and FAILING <= set(STATUSES)

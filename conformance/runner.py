@@ -1,0 +1,196 @@
+"""Case × runtime → cell: prepare models and torch truth, run isolated, judge, classify."""
+from __future__ import annotations
+
+import itertools
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from exporter.api import export
+from exporter.graph import save_atomic
+
+from .compare import compare
+from .divergences import STATUS_FOR_KIND, Divergence, load_divergences, match
+from .matrix import Case
+from .truth import make_feeds, torch_truth
+from .worker import InProcess, Outcome, Worker, one_line
+
+__all__ = ["Prepared", "RunResult", "prepare_matrix", "execute", "FAILING", "STATUSES"]
+
+STATUSES = ("pass", "fail", "error", "unsupported", "unavailable", "xfail", "xpass")
+FAILING = frozenset({"fail", "error", "unsupported", "xpass"})
+
+
+@dataclass
+class Prepared:
+    """One case ready to run: a model file, its feeds and torch's answers."""
+
+    case_id: str
+    model_id: str
+    model_path: str
+    feeds: dict[str, np.ndarray]
+    f32: dict[str, np.ndarray] = field(default_factory=dict)
+    f64: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)   # model axes, for reports
+    problem: str = ""                                        # preparation failed: why
+
+
+@dataclass
+class RunResult:
+    runtimes: dict[str, dict[str, Any]]
+    cells: list[dict[str, Any]]
+    seconds: float
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(c["status"] == s for c in self.cells) for s in STATUSES}
+
+    def failed(self, required: Iterable[str] = ()) -> bool:
+        missing = [r for r in required if not self.runtimes.get(r, {}).get("available")]
+        return bool(missing) or any(c["status"] in FAILING for c in self.cells)
+
+
+def _labels(case: Case) -> dict[str, Any]:
+    return {**case.model.spec.kwargs(), "initial_state": case.model.initial_state,
+            "opset": case.model.opset, "batch": case.inputs.batch, "seq": case.inputs.seq}
+
+
+def prepare_matrix(cases: list[Case], workdir: Path) -> list[Prepared]:
+    """Export every model once (seeded from its id) and compute torch's answers per case."""
+    prepared = []
+    for model_case, group in itertools.groupby(sorted(cases, key=lambda c: c.id),
+                                               key=lambda c: c.model):
+        module = model_case.spec.build_module(seed=model_case.seed)
+        path = workdir / model_case.id / "model.onnx"
+        problem = ""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_atomic(export(module, **model_case.export_options()), path)
+        except Exception as exc:  # an exporter bug must show as error cells, not stop the run
+            problem = f"export failed: {one_line(exc)}"
+        for case in group:
+            feeds = make_feeds(case.model.spec, case.inputs.batch, case.inputs.seq,
+                               case.model.initial_state == "input", case.seed)
+            f32, f64 = torch_truth(module, feeds)
+            prepared.append(Prepared(case.id, model_case.id, str(path), feeds, f32, f64,
+                                     _labels(case), problem))
+    return prepared
+
+
+def _classify(status: str, entry: Divergence | None) -> tuple[str, str]:
+    """Apply a known divergence strictly: (status, note)."""
+    if entry is None:
+        return status, ""
+    if status == "pass":
+        return "xpass", f"known divergence {entry.id} no longer diverges: narrow or remove it"
+    if STATUS_FOR_KIND[entry.kind] == status:
+        return "xfail", f"known divergence {entry.id}: {entry.summary}"
+    return status, f"known divergence {entry.id} expects {entry.kind}, observed {status}"
+
+
+def _cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
+          divergences: list[Divergence]) -> dict[str, Any]:
+    cell: dict[str, Any] = {
+        "case": p.case_id, "model": p.model_id, "runtime": runtime, "labels": p.labels,
+        "runtime_version": info.get("version"), "options": info.get("options", {}),
+        "provider": None, "wall_s": None, "max_abs_err": None, "max_rel_err": None,
+        "worst_output": None, "worst_index": None, "max_abs_err_f64": None,
+        "torch_f32_err": None, "tolerance": None, "divergence": None, "message": "",
+        "silently_wrong": False,
+    }
+    if outcome is None:
+        cell.update(status="unavailable", observed="unavailable", message=info["reason"])
+        return cell
+    status = outcome.kind
+    cell.update(provider=outcome.provider or None, wall_s=round(outcome.seconds, 6),
+                message=outcome.message)
+    if outcome.kind == "ok":
+        cmp = compare(runtime, outcome.outputs, p.f32, p.f64)
+        status = "pass" if cmp.passed else "fail"
+        cell.update({k: v for k, v in cmp.as_dict().items() if k != "passed"})
+    cell["observed"] = status
+    entry = match(divergences, runtime, info.get("version"), p.case_id)
+    cell["status"], note = _classify(status, entry)
+    if entry is not None:
+        cell["divergence"] = {"id": entry.id, "kind": entry.kind, "citation": entry.citation}
+    cell["message"] = "; ".join(m for m in (cell["message"], note) if m)
+    # A wrong answer delivered without complaint is the dangerous kind: flag it apart.
+    cell["silently_wrong"] = cell["observed"] == "fail"
+    return cell
+
+
+class _Pool:
+    """Per-thread runner processes, one per runtime, all closed at the end."""
+
+    def __init__(self, factory: Callable[[str], Any]) -> None:
+        self._factory, self._local, self._all = factory, threading.local(), []
+        self._lock = threading.Lock()
+
+    def get(self, runtime: str) -> Any:
+        hosts = self._local.__dict__.setdefault("hosts", {})
+        if runtime not in hosts:
+            hosts[runtime] = self._factory(runtime)
+            with self._lock:
+                self._all.append(hosts[runtime])
+        return hosts[runtime]
+
+    def close(self) -> None:
+        for host in self._all:
+            host.close()
+
+
+def _describe(runtime: str, factory: Callable[[str], Any]) -> dict[str, Any]:
+    host = factory(runtime)
+    try:
+        reason, version, options = host.describe()
+    finally:
+        host.close()
+    return {"available": reason is None, "reason": reason, "version": version,
+            "options": options}
+
+
+def execute(prepared: list[Prepared], runtimes: list[str], *, jobs: int = 1,
+            timeout: float = 120.0, isolate: bool = True,
+            on_cell: Callable[[dict], None] | None = None,
+            divergences: list[Divergence] | None = None) -> RunResult:
+    """Run every prepared case on every runtime; cells come back in (case, runtime) order."""
+    start = time.perf_counter()
+    divergences = load_divergences() if divergences is None else divergences
+
+    def factory(name: str) -> Any:
+        return Worker(name, timeout) if isolate else InProcess(name, timeout)
+
+    infos = {rt: _describe(rt, factory) for rt in runtimes}
+    groups = [(rt, [p for p in prepared if p.model_id == mid])
+              for rt in runtimes for mid in dict.fromkeys(p.model_id for p in prepared)]
+    pool = _Pool(factory)
+    results: dict[tuple[str, str], dict] = {}
+
+    def run_group(rt: str, items: list[Prepared]) -> None:
+        for p in items:
+            outcome = None
+            if infos[rt]["available"]:
+                outcome = (Outcome("error", message=p.problem) if p.problem
+                           else pool.get(rt).run(p.model_path, p.feeds))
+            cell = _cell(p, rt, infos[rt], outcome, divergences)
+            results[(p.case_id, rt)] = cell
+            if on_cell:
+                on_cell(cell)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+            for fut in [ex.submit(run_group, rt, items) for rt, items in groups]:
+                fut.result()
+    finally:
+        pool.close()
+    cells = [results[(p.case_id, rt)] for p in prepared for rt in runtimes]
+    return RunResult(infos, cells, time.perf_counter() - start)
+
+
+def temp_workdir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="conformance-")

@@ -1,0 +1,44 @@
+"""Runtime adapters, registered by name; each imported lazily, only when used."""
+from __future__ import annotations
+
+import importlib
+from types import MappingProxyType
+
+from exporter.errors import ExportError
+
+from .base import Runtime
+
+__all__ = ["REGISTRY", "Runtime", "load_runtime", "runtime_names"]
+
+# name → "module:Class" (arguments after a '?' are keyword options as key=value&...)
+REGISTRY = MappingProxyType({
+    "ort-cpu": "conformance.runtimes.ort:OrtCpu",
+    "ort-cuda": "conformance.runtimes.ort:OrtCuda",
+    "ort-cuda-tf32": "conformance.runtimes.ort:OrtCudaTF32",
+    "onnx-reference": "conformance.runtimes.reference:Reference",
+})
+
+
+def runtime_names(text: str) -> list[str]:
+    """Parse a comma-separated --runtimes list: registered names or module:Class paths."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ExportError("no runtime given")
+    for n in names:
+        if n not in REGISTRY and ":" not in n:
+            raise ExportError(f"unknown runtime {n!r}; known: {', '.join(REGISTRY)} "
+                              "(or module:Class)")
+    if len(set(names)) != len(names):
+        raise ExportError("a runtime is listed twice")
+    return names
+
+
+def load_runtime(name: str) -> Runtime:
+    """Instantiate the adapter for `name` (imports only its own module)."""
+    target = REGISTRY.get(name, name)
+    module_name, _, cls_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    runtime = cls()
+    if name not in REGISTRY:
+        runtime.name = name
+    return runtime

@@ -1,0 +1,43 @@
+"""The one small interface every runtime adapter implements."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["Runtime"]
+
+
+class Runtime(ABC):
+    """Lifecycle: available() → load(model) once per model → run(session, feeds) per input.
+
+    Implementations import their runtime inside these methods, never at module import,
+    so an absent optional runtime costs nothing and reports itself as unavailable.
+    """
+
+    name: str = "?"
+
+    @abstractmethod
+    def available(self) -> str | None:
+        """None when usable here; otherwise the reason (and how to install it)."""
+
+    @abstractmethod
+    def version(self) -> str:
+        """The runtime's version string, as matched by known-divergence version ranges."""
+
+    @abstractmethod
+    def load(self, model_path: str) -> Any:
+        """Prepare a session; raising here means the runtime refuses the model (unsupported)."""
+
+    @abstractmethod
+    def run(self, session: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs by graph output name; raising here is an error cell."""
+
+    def provider(self, session: Any) -> str:
+        """What actually executed the model (device or execution provider)."""
+        return self.name
+
+    def options(self) -> dict[str, Any]:
+        """Settings that change numerics (precision, TF32...), recorded in every cell."""
+        return {}

@@ -1,0 +1,176 @@
+"""Runs one runtime adapter in its own process, so a crash or a hang costs one cell only.
+
+Protocol over a Pipe (parent → child): ("run", model_path, feeds) or None to stop.
+Child → parent: ("hello", unavailable_reason, version, options) once, then per request
+("ok", outputs, provider, seconds) | ("unsupported", message) | ("error", message).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["Outcome", "Worker", "InProcess", "one_line"]
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}"[:500]
+
+
+@dataclass
+class Outcome:
+    kind: str                          # ok | unsupported | error
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    provider: str = ""
+    seconds: float = 0.0
+    message: str = ""
+
+
+class _Host:
+    """The adapter plus a one-model session cache; used in the child or in-process."""
+
+    def __init__(self, name: str) -> None:
+        from .runtimes import load_runtime
+        self.runtime = load_runtime(name)
+        self._path: str | None = None
+        self._session: Any = None
+
+    def hello(self) -> tuple[str | None, str | None, dict]:
+        reason = self.runtime.available()
+        version = None if reason else self.runtime.version()
+        return reason, version, self.runtime.options()
+
+    def run(self, model_path: str, feeds: Mapping[str, np.ndarray]) -> Outcome:
+        if model_path != self._path:
+            self._path, self._session = None, None
+            try:
+                self._session = self.runtime.load(model_path)
+            except Exception as exc:
+                return Outcome("unsupported", message=one_line(exc))
+            self._path = model_path
+        start = time.perf_counter()
+        try:
+            outputs = self.runtime.run(self._session, feeds)
+        except Exception as exc:
+            return Outcome("error", message=one_line(exc))
+        seconds = time.perf_counter() - start
+        return Outcome("ok", outputs, self.runtime.provider(self._session), seconds)
+
+
+def _serve(conn: Any, name: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
+    try:
+        host = _Host(name)
+        conn.send(("hello", *host.hello()))
+    except Exception as exc:
+        conn.send(("hello", f"adapter failed to start: {one_line(exc)}", None, {}))
+        traceback.print_exc()
+        return
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        _, model_path, feeds = msg
+        conn.send(host.run(model_path, feeds))
+
+
+class Worker:
+    """A child process hosting runtime `name`; restarted after a crash or a timeout."""
+
+    def __init__(self, name: str, timeout: float = 120.0) -> None:
+        self.name, self.timeout = name, timeout
+        self._proc: Any = None
+        self._conn: Any = None
+        self.hello: tuple[str | None, str | None, dict] | None = None
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, self.name), daemon=True,
+                                 name=f"conformance-{self.name}")
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        if not parent.poll(self.timeout):
+            self._kill()
+            raise TimeoutError(f"{self.name} worker did not start within {self.timeout:g}s")
+        try:
+            _, reason, version, options = parent.recv()
+        except EOFError:
+            self._kill()
+            raise RuntimeError(f"{self.name} worker died while starting "
+                               f"(exit code {self._proc.exitcode})") from None
+        self.hello = (reason, version, options)
+
+    def describe(self) -> tuple[str | None, str | None, dict]:
+        """(unavailable reason or None, version, options), starting the child if needed."""
+        if self.hello is None:
+            try:
+                self._start()
+            except (TimeoutError, RuntimeError) as exc:
+                return f"worker failed: {exc}", None, {}
+        return self.hello
+
+    def run(self, model_path: str, feeds: Mapping[str, np.ndarray]) -> Outcome:
+        if self._proc is None or not self._proc.is_alive():
+            try:
+                self._start()
+            except (TimeoutError, RuntimeError) as exc:
+                return Outcome("error", message=str(exc))
+        start = time.perf_counter()
+        try:
+            self._conn.send(("run", model_path, dict(feeds)))
+            if not self._conn.poll(self.timeout):
+                self._kill()
+                return Outcome("error", seconds=time.perf_counter() - start,
+                               message=f"timeout: no answer within {self.timeout:g}s")
+            return self._conn.recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            self._proc.join(5)
+            code = self._proc.exitcode
+            self._kill()
+            how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit {code}"
+            return Outcome("error", seconds=time.perf_counter() - start,
+                           message=f"crash: the {self.name} worker died ({how})")
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            try:
+                self._conn.send(None)
+                self._proc.join(5)
+            except (BrokenPipeError, OSError):
+                pass
+        self._kill()
+
+
+class InProcess:
+    """Same interface as Worker without isolation (for pytest's parametrised smoke tests)."""
+
+    def __init__(self, name: str, timeout: float = 0.0) -> None:
+        self.name = name
+        self._host = _Host(name)
+        self.hello = self._host.hello()
+
+    def describe(self) -> tuple[str | None, str | None, dict]:
+        return self.hello
+
+    def run(self, model_path: str, feeds: Mapping[str, np.ndarray]) -> Outcome:
+        return self._host.run(model_path, feeds)
+
+    def close(self) -> None:
+        pass
