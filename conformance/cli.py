@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from exporter.cli import add_rnn_arguments, resolve_rnn, run_cli
+from exporter.cli import OneLineParser, add_rnn_arguments, resolve_rnn, run_cli
 from exporter.errors import ExportError
 
 from .matrix import MATRIX_NAMES, load_matrix, select, shard
@@ -44,7 +44,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m conformance",
+    p = OneLineParser(prog="python -m conformance",
                                 description="Prove exported RNNs compute what torch computes, "
                                             "runtime by runtime.")
     sub = p.add_subparsers(dest="command", required=True)

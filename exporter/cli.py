@@ -9,15 +9,23 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from .errors import ExportError
 from .spec import DEFAULT_OPSET, INITIAL_STATES, NONLINEARITIES, RNNSpec
 
-__all__ = ["add_rnn_arguments", "add_export_arguments", "resolve_rnn", "main", "run_cli"]
+__all__ = ["OneLineParser", "add_rnn_arguments", "add_export_arguments", "resolve_rnn", "main",
+           "run_cli"]
 
 # The seed model of this project's origin: nn.RNN(10, 20, 1) fed (5, 1, 10) and h0 (1, 1, 20).
 SEED_DEFAULTS = {"input_size": 10, "hidden_size": 20}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), like every other bad input."""
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def add_rnn_arguments(p: argparse.ArgumentParser) -> None:
@@ -102,7 +110,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m exporter",
+    p = OneLineParser(prog="python -m exporter",
                                 description="Export torch.nn.RNN to ONNX with native RNN ops.")
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("export", help="export an nn.RNN (default: the seed model)",

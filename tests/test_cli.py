@@ -134,3 +134,4 @@ def test_bad_inputs_give_one_line_exit_2_and_keep_the_old_file(tmp_path):
 def test_argparse_errors_exit_2(tmp_path):
     r = cli("export", "--nonlinearity", "gelu", cwd=tmp_path)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,126 @@
+"""`python -m conformance` through a subprocess: exit codes, reports, check, vectors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from exporter import export
+from models import SeedRNN
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def conformance(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "conformance", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_smoke_run_with_reports(tmp_path):
+    r = conformance("run", "--matrix", "smoke", "--runtimes", "ort-cpu,ort-cuda,onnx-reference",
+                    "--report-dir", "rep", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = tmp_path / "rep"
+    report = json.loads((rep / "report.json").read_text())
+    env = report["environment"]
+    for key in ("python", "torch", "onnx", "onnxruntime", "onnxruntime_providers", "cpu", "gpus"):
+        assert key in env
+    by_rt: dict[str, set] = {}
+    for c in report["cells"]:
+        by_rt.setdefault(c["runtime"], set()).add(c["status"])
+        for key in ("case", "runtime", "status", "max_abs_err", "max_rel_err"):
+            assert key in c
+    assert by_rt == {"ort-cpu": {"pass"}, "ort-cuda": {"unavailable"},
+                     "onnx-reference": {"pass", "xfail"}}
+    suite = ET.parse(rep / "junit.xml").getroot()
+    assert int(suite.get("tests")) == len(report["cells"])
+    assert len(suite.findall("testcase/skipped")) == report["summary"]["unavailable"] + \
+        report["summary"]["xfail"]
+    assert "| ort-cpu |" in (rep / "report.md").read_text()
+    assert (rep / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_require_cuda_fails_without_cuda(tmp_path):
+    r = conformance("run", "--select", "i10h20-l1-tanh-uni-sf-h0in--b1s1", "--runtimes", "ort-cpu",
+                    "--require", "ort-cuda", "--report-dir", "rep", "--no-heatmap", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "required runtime ort-cuda is unavailable" in r.stdout
+
+
+def test_usage_errors_exit_2(tmp_path):
+    for args in (["run", "--runtimes", "nope"], ["run", "--matrix", "nope"],
+                 ["run", "--shard", "3/2"], ["run", "--select", "no-such-case"],
+                 ["run", "--shard", "x"], ["check", "missing.onnx", "--checkpoint", "x.pt"]):
+        r = conformance(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def _seed_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    seed = SeedRNN().eval()
+    ckpt = tmp_path / "seed.pt"
+    torch.save(seed.state_dict(), ckpt)
+    good = tmp_path / "good.onnx"
+    export(seed.rnn1, f=good)
+    model = onnx.load(good)
+    for init in model.graph.initializer:
+        if init.name == "W_l0":
+            w = numpy_helper.to_array(init).copy()
+            w[0, 3, 4] += 1e-3
+            init.CopyFrom(numpy_helper.from_array(w, init.name))
+    nudged = tmp_path / "nudged.onnx"
+    onnx.save(model, nudged)
+    return ckpt, good, nudged
+
+
+def test_check_tells_right_from_nudged(tmp_path):
+    ckpt, good, nudged = _seed_files(tmp_path)
+    ok = conformance("check", str(good), "--checkpoint", str(ckpt), "--runtimes", "ort-cpu",
+                     "--report-dir", "ok", "--no-heatmap", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = conformance("check", str(nudged), "--checkpoint", str(ckpt), "--runtimes",
+                      "ort-cpu,onnx-reference", "--report-dir", "bad", "--no-heatmap",
+                      cwd=tmp_path)
+    assert bad.returncode == 1
+    cells = json.loads((tmp_path / "bad" / "report.json").read_text())["cells"]
+    assert {c["status"] for c in cells} == {"fail"}
+    assert all(c["silently_wrong"] for c in cells)
+    assert "silently wrong" in bad.stdout
+
+
+def test_vectors_round_trip_and_replay(tmp_path):
+    r = conformance("vectors", "--select", "i10h20-l2-relu-bi", "-o", "vec", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "vec" / "i10h20-l2-relu-bi-sf-h0in"
+    sets = sorted(folder.glob("test_data_set_*"))
+    assert len(sets) == 3
+    inp = onnx.TensorProto()
+    inp.ParseFromString((sets[0] / "input_0.pb").read_bytes())
+    assert inp.name == "input"
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    for data in sets:
+        feeds = {}
+        for k in range(2):
+            t = onnx.TensorProto()
+            t.ParseFromString((data / f"input_{k}.pb").read_bytes())
+            feeds[t.name] = numpy_helper.to_array(t)
+        want = onnx.TensorProto()
+        want.ParseFromString((data / "output_0.pb").read_bytes())
+        got = sess.run(["output"], feeds)[0]
+        np.testing.assert_allclose(got, numpy_helper.to_array(want), atol=1e-5, rtol=1e-4)
+    r = conformance("replay", "vec", "--runtimes", "ort-cpu,onnx-reference", "--report-dir",
+                    "rep", "--no-heatmap", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    statuses = {c["runtime"]: c["status"] for c in
+                json.loads((tmp_path / "rep" / "report.json").read_text())["cells"]}
+    assert statuses == {"ort-cpu": "pass", "onnx-reference": "xfail"}
