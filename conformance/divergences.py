@@ -18,24 +18,43 @@ DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
 STATUS_FOR_KIND = {"wrong-result": "fail", "refusal": "unsupported", "crash": "error"}
 _FIELDS = ("id", "runtime", "versions", "cases", "kind", "summary", "repro", "citation",
            "reviewed")
+_OPTIONAL = ("except_cases",)
+
+
+def _globs(value: str | list | tuple) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 @dataclass(frozen=True)
 class Divergence:
+    """A reviewed entry. `runtime`, `cases` and `kind` may each be one value or a list."""
+
     id: str
-    runtime: str
+    runtime: str | tuple[str, ...]
     versions: str
     cases: tuple[str, ...]
-    kind: str
+    kind: str | tuple[str, ...]
     summary: str
     repro: str
     citation: str
     reviewed: str
+    except_cases: tuple[str, ...] = ()
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return _globs(self.kind)
+
+    @property
+    def statuses(self) -> tuple[str, ...]:
+        """The cell statuses this entry stands for."""
+        return tuple(STATUS_FOR_KIND[k] for k in self.kinds)
 
     def applies(self, runtime: str, version: str | None, case_id: str) -> bool:
-        if not fnmatch.fnmatchcase(runtime, self.runtime):
+        if not any(fnmatch.fnmatchcase(runtime, pat) for pat in _globs(self.runtime)):
             return False
         if not any(fnmatch.fnmatchcase(case_id, pat) for pat in self.cases):
+            return False
+        if any(fnmatch.fnmatchcase(case_id, pat) for pat in self.except_cases):
             return False
         try:
             return version is not None and Version(version) in SpecifierSet(self.versions)
@@ -45,11 +64,11 @@ class Divergence:
 
 def _entry(raw: dict, where: str) -> Divergence:
     missing = [f for f in _FIELDS if f not in raw]
-    extra = sorted(set(raw) - set(_FIELDS))
+    extra = sorted(set(raw) - set(_FIELDS) - set(_OPTIONAL))
     if missing or extra:
         raise ExportError(f"{where}: missing {missing} / unknown {extra} fields")
-    if raw["kind"] not in STATUS_FOR_KIND:
-        raise ExportError(f"{where}: kind must be one of {', '.join(STATUS_FOR_KIND)}")
+    if not set(_globs(raw["kind"])) <= set(STATUS_FOR_KIND):
+        raise ExportError(f"{where}: kind must be among {', '.join(STATUS_FOR_KIND)}")
     try:
         SpecifierSet(raw["versions"])
     except InvalidSpecifier:
@@ -57,7 +76,11 @@ def _entry(raw: dict, where: str) -> Divergence:
     cases = raw["cases"]
     if not isinstance(cases, list) or not cases:
         raise ExportError(f"{where}: cases must be a non-empty list of globs")
-    return Divergence(**{**raw, "cases": tuple(cases)})
+    return Divergence(**{**raw, "cases": tuple(cases),
+                         "runtime": raw["runtime"] if isinstance(raw["runtime"], str)
+                         else tuple(raw["runtime"]),
+                         "kind": raw["kind"] if isinstance(raw["kind"], str) else tuple(raw["kind"]),
+                         "except_cases": tuple(raw.get("except_cases", ()))})
 
 
 def load_divergences(path: Path = DIVERGENCES_FILE) -> list[Divergence]:
@@ -75,5 +98,5 @@ def load_divergences(path: Path = DIVERGENCES_FILE) -> list[Divergence]:
 
 def match(entries: list[Divergence], runtime: str, version: str | None,
           case_id: str) -> Divergence | None:
-    """The first entry that applies to this cell, if any."""
+    """The first entry that applies to this cell, if any (so narrower entries go first)."""
     return next((e for e in entries if e.applies(runtime, version, case_id)), None)

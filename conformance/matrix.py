@@ -20,7 +20,7 @@ MATRICES_FILE = Path(__file__).with_name("matrices.toml")
 MATRIX_NAMES = ("smoke", "default", "full")
 _SPEC_FIELDS = ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias",
                 "batch_first", "dropout", "bidirectional")
-_BLOCK_KEYS = {"presets", "initial_state", "opset", "inputs", *_SPEC_FIELDS}
+_BLOCK_KEYS = {"presets", "initial_state", "opset", "batch_layout", "inputs", *_SPEC_FIELDS}
 
 
 def stable_seed(text: str) -> int:
@@ -35,19 +35,22 @@ class ModelCase:
     spec: RNNSpec
     initial_state: str = "input"
     opset: int = 17
+    batch_layout: str = "transpose"
 
     @property
     def id(self) -> str:
         h0 = "h0in" if self.initial_state == "input" else "h0zero"
+        layout = "-layout1" if self.batch_layout == "attribute" else ""
         suffix = "" if self.opset == 17 else f"-op{self.opset}"
-        return f"{self.spec.id}-{h0}{suffix}"
+        return f"{self.spec.id}-{h0}{layout}{suffix}"
 
     @property
     def seed(self) -> int:
         return stable_seed(self.id)
 
     def export_options(self) -> dict[str, Any]:
-        return {"opset": self.opset, "initial_state": self.initial_state}
+        return {"opset": self.opset, "initial_state": self.initial_state,
+                "batch_layout": self.batch_layout}
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,12 @@ def _block_cases(block: dict[str, Any], where: str) -> list[Case]:
         raise ExportError(f"{where}: inputs must be [[batch, seq], ...]") from None
     if any(i.batch < 1 or i.seq < 1 for i in inputs):
         raise ExportError(f"{where}: batch and seq must be ≥ 1")
-    models = [ModelCase(spec, init, opset) for spec in _specs(block)
+    models = {ModelCase(spec, init, opset, layout if spec.batch_first else "transpose")
+              for spec in _specs(block)
               for init in block.get("initial_state", ["input"])
-              for opset in block.get("opset", [17])]
+              for opset in block.get("opset", [17])
+              for layout in block.get("batch_layout", ["transpose"])}
+    # batch_layout only changes batch_first models; the set drops the duplicates it makes
     return [Case(m, i) for m in models for i in inputs]
 
 

@@ -16,7 +16,7 @@ from exporter.api import export
 from exporter.graph import save_atomic
 
 from .compare import compare
-from .divergences import STATUS_FOR_KIND, Divergence, load_divergences, match
+from .divergences import Divergence, load_divergences, match
 from .matrix import Case
 from .truth import make_feeds, torch_truth
 from .worker import InProcess, Outcome, Worker, one_line
@@ -57,7 +57,8 @@ class RunResult:
 
 def _labels(case: Case) -> dict[str, Any]:
     return {**case.model.spec.kwargs(), "initial_state": case.model.initial_state,
-            "opset": case.model.opset, "batch": case.inputs.batch, "seq": case.inputs.seq}
+            "opset": case.model.opset, "batch_layout": case.model.batch_layout,
+            "batch": case.inputs.batch, "seq": case.inputs.seq}
 
 
 def prepare_matrix(cases: list[Case], workdir: Path) -> list[Prepared]:
@@ -88,9 +89,10 @@ def _classify(status: str, entry: Divergence | None) -> tuple[str, str]:
         return status, ""
     if status == "pass":
         return "xpass", f"known divergence {entry.id} no longer diverges: narrow or remove it"
-    if STATUS_FOR_KIND[entry.kind] == status:
+    if status in entry.statuses:
         return "xfail", f"known divergence {entry.id}: {entry.summary}"
-    return status, f"known divergence {entry.id} expects {entry.kind}, observed {status}"
+    return status, (f"known divergence {entry.id} expects {' or '.join(entry.kinds)}, "
+                    f"observed {status}")
 
 
 def _cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
@@ -117,7 +119,8 @@ def _cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
     entry = match(divergences, runtime, info.get("version"), p.case_id)
     cell["status"], note = _classify(status, entry)
     if entry is not None:
-        cell["divergence"] = {"id": entry.id, "kind": entry.kind, "citation": entry.citation}
+        cell["divergence"] = {"id": entry.id, "kind": entry.kind, "summary": entry.summary,
+                              "citation": entry.citation}
     cell["message"] = "; ".join(m for m in (cell["message"], note) if m)
     # A wrong answer delivered without complaint is the dangerous kind: flag it apart.
     cell["silently_wrong"] = cell["observed"] == "fail"

@@ -13,33 +13,13 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-import onnx
-from onnx import numpy_helper
-
 from exporter.errors import ExportError
 
 from .compare import tolerance_for
 from .runner import Prepared
+from .tensors import read_tensors, write_tensors
 
 __all__ = ["write_vectors", "read_vectors"]
-
-
-def _write_tensors(folder: Path, prefix: str, tensors: dict[str, np.ndarray]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, (name, array) in enumerate(tensors.items()):
-        proto = numpy_helper.from_array(np.ascontiguousarray(array), name)
-        (folder / f"{prefix}_{i}.pb").write_bytes(proto.SerializeToString())
-
-
-def _read_tensors(folder: Path, prefix: str) -> dict[str, np.ndarray]:
-    out = {}
-    files = sorted(folder.glob(f"{prefix}_*.pb"), key=lambda p: int(p.stem.split("_")[1]))
-    for path in files:
-        proto = onnx.TensorProto()
-        proto.ParseFromString(path.read_bytes())
-        out[proto.name] = numpy_helper.to_array(proto)
-    return out
 
 
 def write_vectors(prepared: list[Prepared], out: Path) -> list[Path]:
@@ -56,9 +36,9 @@ def write_vectors(prepared: list[Prepared], out: Path) -> list[Path]:
             folders[p.model_id] = folder
         k = counters[p.model_id] = counters.get(p.model_id, -1) + 1
         data = folder / f"test_data_set_{k}"
-        _write_tensors(data, "input", p.feeds)
-        _write_tensors(data, "output", p.f32)
-        _write_tensors(folder / "truth_f64" / data.name, "output", p.f64)
+        write_tensors(data, "input", p.feeds)
+        write_tensors(data, "output", p.f32)
+        write_tensors(folder / "truth_f64" / data.name, "output", p.f64)
         meta = {"case": p.case_id, "model": p.model_id, "inputs": list(p.feeds),
                 "outputs": list(p.f32), "labels": p.labels,
                 "tolerance": {name: vars(tolerance_for("*", name)) for name in p.f32}}
@@ -79,11 +59,11 @@ def read_vectors(root: Path) -> list[Prepared]:
         for data in sets:
             meta_file = data / "case.json"
             meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-            f32 = _read_tensors(data, "output")
+            f32 = read_tensors(data, "output")
             f64_dir = folder / "truth_f64" / data.name
-            f64 = _read_tensors(f64_dir, "output") if f64_dir.is_dir() else f32
+            f64 = read_tensors(f64_dir, "output") if f64_dir.is_dir() else f32
             prepared.append(Prepared(meta.get("case", f"{folder.name}--{data.name}"),
                                      meta.get("model", folder.name), str(folder / "model.onnx"),
-                                     _read_tensors(data, "input"), f32, f64,
+                                     read_tensors(data, "input"), f32, f64,
                                      meta.get("labels", {})))
     return prepared

@@ -65,7 +65,8 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
            **options: Any) -> onnx.ModelProto:
     """Export an `nn.RNN` to an ONNX graph of native RNN ops; write it to `f` if given.
 
-    options: opset (default 17), initial_state ("input" or "zeros").
+    options: opset (default 17), initial_state ("input" or "zeros"),
+    batch_layout ("transpose" or "attribute"; batch_first models only).
     """
     opts = _options(options)
     spec = RNNSpec.from_module(model)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from .errors import ExportError
-from .spec import DEFAULT_OPSET, INITIAL_STATES, NONLINEARITIES, RNNSpec
+from .spec import BATCH_LAYOUTS, DEFAULT_OPSET, INITIAL_STATES, NONLINEARITIES, RNNSpec
 
 __all__ = ["OneLineParser", "add_rnn_arguments", "add_export_arguments", "resolve_rnn", "main",
            "run_cli"]
@@ -58,6 +58,11 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initial-state", choices=INITIAL_STATES, default="input",
                    help="'input': the graph takes h_0; 'zeros': no h_0 input, torch's default "
                         "zero state (default input)")
+    p.add_argument("--batch-layout", choices=BATCH_LAYOUTS, default="transpose",
+                   help="batch_first models: 'transpose' puts Transposes at the graph's edges "
+                        "around sequence-major RNN nodes (runs everywhere, default); "
+                        "'attribute' uses the RNN op's layout=1 instead (not every runtime "
+                        "supports it: see docs/support.md)")
 
 
 def _load_config(path: str) -> dict[str, Any]:
@@ -98,7 +103,7 @@ def _export(args: argparse.Namespace) -> int:
 
     spec, state = resolve_rnn(args)
     model = export_spec(spec, state, args.output, opset=args.opset,
-                        initial_state=args.initial_state)
+                        initial_state=args.initial_state, batch_layout=args.batch_layout)
     size = Path(args.output).stat().st_size
     g = model.graph
     print(f"wrote {args.output} ({size:,} bytes): nn.RNN {spec.to_json()}")

@@ -50,31 +50,51 @@ class GraphBuilder:
         return self.node(op, inputs, [out or self.fresh(op.lower())], **attrs)[0]
 
 
-def _merge_directions(b: GraphBuilder, y: str, spec: RNNSpec, batch_major: bool,
+def _merge_directions(b: GraphBuilder, y: str, spec: RNNSpec, batch_major: bool, layout: int,
                       out: str | None = None) -> str:
-    """Y [seq, dirs, batch, H] → [seq, batch, dirs·H], or [batch, seq, dirs·H] if batch_major.
+    """The RNN's Y → torch's layout, directions concatenated on the feature axis.
 
-    torch concatenates the directions on the feature axis; ONNX keeps them on axis 1.
+    layout=0: Y [seq, dirs, batch, H] → [seq, batch, dirs·H], or [batch, seq, dirs·H] if
+              batch_major (torch keeps directions on the last axis; ONNX on axis 1).
+    layout=1: Y [batch, seq, dirs, H] → [batch, seq, dirs·H] (already batch-major).
     """
-    if spec.num_directions == 1 and not batch_major:
+    if layout == 0 and spec.num_directions == 1 and not batch_major:
         axes = b.initializer("axes_1", np.array([1], np.int64))
         return b.op("Squeeze", [y, axes], out)                  # [seq, batch, H]
-    perm = [2, 0, 1, 3] if batch_major else [0, 2, 1, 3]
-    t = b.op("Transpose", [y], perm=perm)                       # [·, ·, dirs, H]
+    if layout == 0:
+        perm = [2, 0, 1, 3] if batch_major else [0, 2, 1, 3]
+        y = b.op("Transpose", [y], perm=perm)                   # [·, ·, dirs, H]
     shape = b.initializer("shape_merge", np.array([0, 0, spec.num_directions * spec.hidden_size],
                                                   np.int64))
-    return b.op("Reshape", [t, shape], out)                     # [·, ·, dirs·H]
+    return b.op("Reshape", [y, shape], out)                     # [·, ·, dirs·H]
 
 
-def _split_h0(b: GraphBuilder, spec: RNNSpec, options: ExportOptions) -> list[str | None]:
-    """h_0 [layers·dirs, batch, H] → one [dirs, batch, H] per layer (None: zero state)."""
+def _split_h0(b: GraphBuilder, spec: RNNSpec, options: ExportOptions,
+              layout: int) -> list[str | None]:
+    """h_0 [layers·dirs, batch, H] → per layer [dirs, batch, H] (layout=1: [batch, dirs, H]).
+
+    None per layer when the graph has no h_0 (zero state).
+    """
     if not options.has_h0:
         return [None] * spec.num_layers
+    h0, axis = "h_0", 0
+    if layout == 1:
+        h0, axis = b.op("Transpose", [h0], perm=[1, 0, 2]), 1   # [batch, layers·dirs, H]
     if spec.num_layers == 1:
-        return ["h_0"]
+        return [h0]
     sizes = b.initializer("h0_split", np.full(spec.num_layers, spec.num_directions, np.int64))
     outs = [b.fresh(f"h0_l{k}") for k in range(spec.num_layers)]
-    return b.node("Split", ["h_0", sizes], outs, axis=0)
+    return b.node("Split", [h0, sizes], outs, axis=axis)
+
+
+def _gather_h_n(b: GraphBuilder, y_hs: list[str], layout: int) -> None:
+    """Per-layer Y_h → h_n [layers·dirs, batch, H]."""
+    if layout == 0:
+        if len(y_hs) > 1:
+            b.op("Concat", y_hs, "h_n", axis=0)
+        return
+    h = b.op("Concat", y_hs, axis=1) if len(y_hs) > 1 else y_hs[0]   # [batch, layers·dirs, H]
+    b.op("Transpose", [h], "h_n", perm=[1, 0, 2])
 
 
 def _io(spec: RNNSpec, options: ExportOptions) -> tuple[list, list]:
@@ -93,7 +113,8 @@ def _metadata(model: onnx.ModelProto, spec: RNNSpec, options: ExportOptions) -> 
     import torch
 
     props = {"rnn_config": spec.to_json(), "initial_state": options.initial_state,
-             "lowering": "rnn", "torch_version": torch.__version__}
+             "batch_layout": options.batch_layout, "lowering": "rnn",
+             "torch_version": torch.__version__}
     helper.set_model_props(model, props)
 
 
@@ -102,21 +123,25 @@ def build_model(spec: RNNSpec, layers: list[LayerWeights], options: ExportOption
     b = GraphBuilder()
     for reserved in ("input", "h_0", "output", "h_n"):
         b.fresh(reserved)
+    layout = 1 if spec.batch_first and options.batch_layout == "attribute" else 0
     x = "input"
-    if spec.batch_first:
+    if spec.batch_first and layout == 0:
         x = b.op("Transpose", [x], perm=[1, 0, 2])             # [batch, seq, I] → [seq, batch, I]
-    h0s = _split_h0(b, spec, options)
+    h0s = _split_h0(b, spec, options, layout)
     last = spec.num_layers - 1
     y_hs = []
     for k, (w, h0) in enumerate(zip(layers, h0s)):
-        y, y_h = lower_layer(b, x, h0, w, spec, k, y_h_name="h_n" if last == 0 else None)
+        direct = last == 0 and layout == 0                       # Y_h is h_n as it stands
+        y, y_h = lower_layer(b, x, h0, w, spec, k, y_h_name="h_n" if direct else None,
+                             layout=layout)
         y_hs.append(y_h)
         if k < last:
-            x = _merge_directions(b, y, spec, batch_major=False)
+            x = _merge_directions(b, y, spec, batch_major=layout == 1, layout=layout)
         else:
-            _merge_directions(b, y, spec, batch_major=spec.batch_first, out="output")
-    if last > 0:
-        b.op("Concat", y_hs, "h_n", axis=0)                    # L × [dirs, batch, H] → [L·dirs, batch, H]
+            _merge_directions(b, y, spec, batch_major=spec.batch_first, layout=layout,
+                              out="output")
+    if not (last == 0 and layout == 0):
+        _gather_h_n(b, y_hs, layout)
     inputs, outputs = _io(spec, options)
     graph = helper.make_graph(b.nodes, "rnn", inputs, outputs, initializer=b.initializers,
                               doc_string=f"torch.nn.RNN({spec.to_json()}) as native ONNX RNN ops")

@@ -9,11 +9,12 @@ from typing import Any, Mapping
 
 from .errors import ExportError
 
-__all__ = ["RNNSpec", "ExportOptions", "NONLINEARITIES", "INITIAL_STATES", "DEFAULT_OPSET",
-           "MIN_OPSET"]
+__all__ = ["RNNSpec", "ExportOptions", "NONLINEARITIES", "INITIAL_STATES", "BATCH_LAYOUTS",
+           "DEFAULT_OPSET", "MIN_OPSET"]
 
 NONLINEARITIES = ("tanh", "relu")
 INITIAL_STATES = ("input", "zeros")
+BATCH_LAYOUTS = ("transpose", "attribute")
 DEFAULT_OPSET = 17
 MIN_OPSET = 14  # RNN-14 is the first version with the `layout` attribute we document.
 
@@ -132,6 +133,9 @@ class ExportOptions:
 
     opset: int = DEFAULT_OPSET
     initial_state: str = "input"
+    # batch_first models only: "transpose" = Transposes at the graph's edges around
+    # sequence-major RNN nodes (runs everywhere); "attribute" = RNN nodes with layout=1.
+    batch_layout: str = "transpose"
 
     def __post_init__(self) -> None:
         from .opset import max_supported_opset
@@ -145,6 +149,9 @@ class ExportOptions:
         if self.initial_state not in INITIAL_STATES:
             raise ExportError(f"initial_state must be one of {', '.join(INITIAL_STATES)}, "
                               f"got {self.initial_state!r}")
+        if self.batch_layout not in BATCH_LAYOUTS:
+            raise ExportError(f"batch_layout must be one of {', '.join(BATCH_LAYOUTS)}, "
+                              f"got {self.batch_layout!r}")
 
     @property
     def has_h0(self) -> bool:

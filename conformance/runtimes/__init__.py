@@ -10,12 +10,16 @@ from .base import Runtime
 
 __all__ = ["REGISTRY", "Runtime", "load_runtime", "runtime_names"]
 
-# name → "module:Class" (arguments after a '?' are keyword options as key=value&...)
+# name → "module:Class"; --runtimes also accepts a "module:Class" path directly.
 REGISTRY = MappingProxyType({
     "ort-cpu": "conformance.runtimes.ort:OrtCpu",
     "ort-cuda": "conformance.runtimes.ort:OrtCuda",
     "ort-cuda-tf32": "conformance.runtimes.ort:OrtCudaTF32",
     "onnx-reference": "conformance.runtimes.reference:Reference",
+    "openvino": "conformance.runtimes.openvino:OpenVINO",
+    "tract": "conformance.runtimes.tract:Tract",
+    "ort-node": "conformance.runtimes.node:OrtNode",
+    "ort-web": "conformance.runtimes.node:OrtWeb",
 })
 
 

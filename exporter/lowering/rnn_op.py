@@ -23,11 +23,14 @@ _ACTIVATION = {"tanh": "Tanh", "relu": "Relu"}
 
 
 def lower_layer(b: "GraphBuilder", x: str, h0: str | None, w: LayerWeights, spec: RNNSpec,
-                layer: int, y_h_name: str | None = None) -> tuple[str, str]:
+                layer: int, y_h_name: str | None = None, layout: int = 0) -> tuple[str, str]:
     """Add layer `layer`'s RNN node.
 
-    x  [seq, batch, I_k] (sequence-major: layout=0);  h0 [dirs, batch, H] or None (zeros).
-    Returns (Y [seq, dirs, batch, H], Y_h [dirs, batch, H]); `y_h_name` names Y_h.
+    layout=0 (sequence-major):  x [seq, batch, I_k],  h0 [dirs, batch, H] or None (zeros)
+        → Y [seq, dirs, batch, H],  Y_h [dirs, batch, H]
+    layout=1 (batch-major):     x [batch, seq, I_k],  h0 [batch, dirs, H] or None
+        → Y [batch, seq, dirs, H],  Y_h [batch, dirs, H]
+    `y_h_name` names Y_h.
     """
     tag = f"l{layer}"
     inputs = [x, b.initializer(f"W_{tag}", w.W), b.initializer(f"R_{tag}", w.R),
@@ -38,7 +41,8 @@ def lower_layer(b: "GraphBuilder", x: str, h0: str | None, w: LayerWeights, spec
         inputs.pop()                   # trailing optional inputs are left out, not blank
     y = b.fresh(f"Y_{tag}")
     y_h = y_h_name or b.fresh(f"Y_h_{tag}")
-    b.node("RNN", inputs, [y, y_h], name=f"rnn_{tag}",
+    extra = {"layout": 1} if layout else {}   # layout=0 is the default; leave it unwritten
+    b.node("RNN", inputs, [y, y_h], name=f"rnn_{tag}", **extra,
            hidden_size=spec.hidden_size,
            direction="bidirectional" if spec.bidirectional else "forward",
            activations=[_ACTIVATION[spec.nonlinearity]] * spec.num_directions)
