@@ -73,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     vec.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     vec.set_defaults(func=_cmd_vectors)
 
+    sup = sub.add_parser("support", help="regenerate the runtime × feature table (docs/support.md)",
+                         description="Run the matrix on the runtimes (or read existing "
+                                     "report.json files) and write the support table.")
+    sup.add_argument("--matrix", default="default")
+    sup.add_argument("--reports", type=Path, nargs="+", metavar="REPORT_JSON",
+                     help="build the table from these reports instead of running")
+    sup.add_argument("-o", "--output", type=Path, default=Path("docs/support.md"))
+    _add_common(sup)
+    sup.set_defaults(func=_cmd_support)
+
     rep = sub.add_parser("replay", help="run ONNX test vectors (this tool's or onnx's layout)")
     rep.add_argument("vectors", type=Path)
     _add_common(rep)
@@ -174,6 +184,29 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
         folders = write_vectors(prepare_matrix(cases, Path(tmp)), args.output)
     print(f"wrote {len(cases)} cases of {len(folders)} models to {args.output}")
     return 0
+
+
+def _cmd_support(args: argparse.Namespace) -> int:
+    from .report import _atomic_write
+    from .support import load_reports, support_markdown
+
+    if args.reports:
+        missing = [str(p) for p in args.reports if not p.is_file()]
+        if missing:
+            raise ExportError(f"report not found: {', '.join(missing)}")
+        command = f"python -m conformance support --reports {' '.join(map(str, args.reports))}"
+        rc = 0
+    else:
+        args.select, args.shard, args.vectors = None, None, None
+        rc = _cmd_run(args)
+        args.reports = [args.report_dir / "report.json"]
+        command = (f"python -m conformance support --matrix {args.matrix} "
+                   f"--runtimes {args.runtimes}")
+    cells, reports = load_reports(args.reports)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(args.output, support_markdown(cells, reports, command).encode())
+    print(f"wrote {args.output}")
+    return rc
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

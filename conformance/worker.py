@@ -44,8 +44,9 @@ class _Host:
 
     def hello(self) -> tuple[str | None, str | None, dict]:
         reason = self.runtime.available()
-        version = None if reason else self.runtime.version()
-        return reason, version, self.runtime.options()
+        if reason:
+            return reason, None, {}
+        return None, self.runtime.version(), self.runtime.options()
 
     def run(self, model_path: str, feeds: Mapping[str, np.ndarray]) -> Outcome:
         if model_path != self._path:

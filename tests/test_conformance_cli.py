@@ -39,8 +39,11 @@ def test_smoke_run_with_reports(tmp_path):
         by_rt.setdefault(c["runtime"], set()).add(c["status"])
         for key in ("case", "runtime", "status", "max_abs_err", "max_rel_err"):
             assert key in c
-    assert by_rt == {"ort-cpu": {"pass"}, "ort-cuda": {"unavailable"},
+    assert by_rt == {"ort-cpu": {"pass", "xfail"}, "ort-cuda": {"unavailable"},
                      "onnx-reference": {"pass", "xfail"}}
+    refused = [c for c in report["cells"] if c["runtime"] == "ort-cpu" and c["status"] == "xfail"]
+    assert refused and all("-layout1" in c["case"] and c["observed"] == "unsupported"
+                           for c in refused)
     suite = ET.parse(rep / "junit.xml").getroot()
     assert int(suite.get("tests")) == len(report["cells"])
     assert len(suite.findall("testcase/skipped")) == report["summary"]["unavailable"] + \
