@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -63,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
                                                 "outputs output, h_n)")
     check.add_argument("--inputs", default="1x1,3x9,2x64", metavar="BxS,...",
                        help="(batch)x(seq) input cases (default 1x1,3x9,2x64)")
+    check.add_argument("--lengths", default="unsorted,mixed", metavar="PATTERN,...",
+                       help="for models with a sequence_lens input: length patterns per input "
+                            "case, of unsorted, full, ones, mixed (default unsorted,mixed)")
     add_rnn_arguments(check)
     _add_common(check)
     check.set_defaults(func=_cmd_check)
@@ -145,6 +149,16 @@ def _input_cases(text: str) -> list[tuple[int, int]]:
     return cases  # type: ignore[return-value]
 
 
+def _length_patterns(text: str) -> list[str]:
+    from .truth import LENGTH_PATTERNS
+
+    patterns = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in patterns if p not in LENGTH_PATTERNS]
+    if not patterns or bad:
+        raise ExportError(f"--lengths takes {', '.join(LENGTH_PATTERNS)}; got {text!r}")
+    return patterns
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     import onnx
 
@@ -160,17 +174,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except Exception as exc:
         raise ExportError(f"cannot read ONNX model {args.model}: {exc}") from None
     names = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
-    if names not in (["input"], ["input", "h_0"]):
-        raise ExportError(f"model inputs are {names}; expected input[, h_0]")
+    if names[:1] != ["input"] or not set(names) <= {"input", "h_0", "sequence_lens"}:
+        raise ExportError(f"model inputs are {names}; expected input[, h_0][, sequence_lens]")
     spec, state = resolve_rnn(args)
     module = module_from_state(spec, state)
+    patterns = _length_patterns(args.lengths) if "sequence_lens" in names else [None]
     prepared = []
-    for batch, seq in _input_cases(args.inputs):
-        case_id = f"{args.model.stem}--{spec.id}--b{batch}s{seq}"
-        feeds = make_feeds(spec, batch, seq, "h_0" in names, stable_seed(case_id))
+    for (batch, seq), lengths in itertools.product(_input_cases(args.inputs), patterns):
+        case_id = (f"{args.model.stem}--{spec.id}--b{batch}s{seq}"
+                   + (f"-lens_{lengths}" if lengths else ""))
+        feeds = make_feeds(spec, batch, seq, "h_0" in names, stable_seed(case_id), lengths)
         f32, f64 = torch_truth(module, feeds)
+        labels = {**spec.kwargs(), "initial_state": "input" if "h_0" in names else "zeros",
+                  "sequence_lens": lengths is not None, "lengths": lengths,
+                  "batch": batch, "seq": seq}
         prepared.append(Prepared(case_id, args.model.stem, str(args.model.resolve()), feeds,
-                                 f32, f64, {**spec.kwargs(), "batch": batch, "seq": seq}))
+                                 f32, f64, labels))
     return _execute(prepared, args, {"command": "check", "matrix": f"check {args.model}"})
 
 

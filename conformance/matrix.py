@@ -13,6 +13,8 @@ from exporter.errors import ExportError
 from exporter.spec import RNNSpec
 from models.presets import preset
 
+from .truth import LENGTH_PATTERNS
+
 __all__ = ["ModelCase", "InputCase", "Case", "load_matrix", "select", "shard", "MATRICES_FILE",
            "MATRIX_NAMES", "stable_seed"]
 
@@ -20,7 +22,8 @@ MATRICES_FILE = Path(__file__).with_name("matrices.toml")
 MATRIX_NAMES = ("smoke", "default", "full")
 _SPEC_FIELDS = ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias",
                 "batch_first", "dropout", "bidirectional")
-_BLOCK_KEYS = {"presets", "initial_state", "opset", "batch_layout", "inputs", *_SPEC_FIELDS}
+_BLOCK_KEYS = {"presets", "initial_state", "opset", "batch_layout", "sequence_lens", "lengths",
+               "inputs", *_SPEC_FIELDS}
 
 
 def stable_seed(text: str) -> int:
@@ -36,13 +39,15 @@ class ModelCase:
     initial_state: str = "input"
     opset: int = 17
     batch_layout: str = "transpose"
+    sequence_lens: bool = False
 
     @property
     def id(self) -> str:
         h0 = "h0in" if self.initial_state == "input" else "h0zero"
         layout = "-layout1" if self.batch_layout == "attribute" else ""
+        lens = "-seqlens" if self.sequence_lens else ""
         suffix = "" if self.opset == 17 else f"-op{self.opset}"
-        return f"{self.spec.id}-{h0}{layout}{suffix}"
+        return f"{self.spec.id}-{h0}{layout}{lens}{suffix}"
 
     @property
     def seed(self) -> int:
@@ -50,17 +55,19 @@ class ModelCase:
 
     def export_options(self) -> dict[str, Any]:
         return {"opset": self.opset, "initial_state": self.initial_state,
-                "batch_layout": self.batch_layout}
+                "batch_layout": self.batch_layout, "sequence_lens": self.sequence_lens}
 
 
 @dataclass(frozen=True)
 class InputCase:
     batch: int
     seq: int
+    lengths: str | None = None   # a truth.LENGTH_PATTERNS name, for sequence_lens models
 
     @property
     def id(self) -> str:
-        return f"b{self.batch}s{self.seq}"
+        lens = f"-lens_{self.lengths}" if self.lengths else ""
+        return f"b{self.batch}s{self.seq}{lens}"
 
 
 @dataclass(frozen=True)
@@ -100,13 +107,20 @@ def _block_cases(block: dict[str, Any], where: str) -> list[Case]:
         raise ExportError(f"{where}: inputs must be [[batch, seq], ...]") from None
     if any(i.batch < 1 or i.seq < 1 for i in inputs):
         raise ExportError(f"{where}: batch and seq must be ≥ 1")
-    models = {ModelCase(spec, init, opset, layout if spec.batch_first else "transpose")
+    models = {ModelCase(spec, init, opset, layout if spec.batch_first else "transpose", lens)
               for spec in _specs(block)
               for init in block.get("initial_state", ["input"])
               for opset in block.get("opset", [17])
-              for layout in block.get("batch_layout", ["transpose"])}
+              for layout in block.get("batch_layout", ["transpose"])
+              for lens in block.get("sequence_lens", [False])}
     # batch_layout only changes batch_first models; the set drops the duplicates it makes
-    return [Case(m, i) for m in models for i in inputs]
+    patterns = block.get("lengths", ["unsorted"])
+    unknown = set(patterns) - set(LENGTH_PATTERNS)
+    if unknown:
+        raise ExportError(f"{where}: unknown lengths pattern(s) {', '.join(sorted(unknown))}")
+    return [Case(m, InputCase(i.batch, i.seq, p) if m.sequence_lens else i)
+            for m in models for i in inputs
+            for p in (patterns if m.sequence_lens else [None])]
 
 
 def load_matrix(name_or_file: str) -> list[Case]:

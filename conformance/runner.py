@@ -58,6 +58,7 @@ class RunResult:
 def _labels(case: Case) -> dict[str, Any]:
     return {**case.model.spec.kwargs(), "initial_state": case.model.initial_state,
             "opset": case.model.opset, "batch_layout": case.model.batch_layout,
+            "sequence_lens": case.model.sequence_lens, "lengths": case.inputs.lengths,
             "batch": case.inputs.batch, "seq": case.inputs.seq}
 
 
@@ -76,7 +77,8 @@ def prepare_matrix(cases: list[Case], workdir: Path) -> list[Prepared]:
             problem = f"export failed: {one_line(exc)}"
         for case in group:
             feeds = make_feeds(case.model.spec, case.inputs.batch, case.inputs.seq,
-                               case.model.initial_state == "input", case.seed)
+                               case.model.initial_state == "input", case.seed,
+                               case.inputs.lengths)
             f32, f64 = torch_truth(module, feeds)
             prepared.append(Prepared(case.id, model_case.id, str(path), feeds, f32, f64,
                                      _labels(case), problem))

@@ -28,16 +28,19 @@ FEATURES: dict[str, Callable[[Labels], bool]] = {
     "sequence_lens": lambda c: bool(c.get("sequence_lens")),
 }
 _WHAT = {"fail": "silently wrong", "error": "crash/error", "unsupported": "refused"}
-# Rows isolate one feature: other rows look only at h_0-input, transposed-batch_first models, so
-# a runtime's trouble with layout=1 or a missing h_0 shows in its own row and nowhere else.
+# Rows isolate one feature: other rows look only at models that take h_0, handle batch_first by
+# transposes and have no sequence_lens, so a runtime's trouble with layout=1, a missing h_0 or
+# sequence_lens shows in its own row and nowhere else.
 _OWN_SCOPE = {"batch_first (layout=1 attribute)": "batch_layout",
-              "zero initial state (no h_0)": "initial_state"}
+              "zero initial state (no h_0)": "initial_state",
+              "sequence_lens": "sequence_lens"}
 
 
 def _in_scope(feature: str, labels: Labels) -> bool:
     own = _OWN_SCOPE.get(feature)
     return ((own == "batch_layout" or labels.get("batch_layout", "transpose") == "transpose")
-            and (own == "initial_state" or labels.get("initial_state", "input") == "input"))
+            and (own == "initial_state" or labels.get("initial_state", "input") == "input")
+            and (own == "sequence_lens" or not labels.get("sequence_lens")))
 
 
 def load_reports(paths: list[Path]) -> tuple[list[dict], list[dict]]:
@@ -91,8 +94,8 @@ def support_markdown(cells: list[dict], reports: list[dict], command: str) -> st
              + (f" GPU: {', '.join(env['gpus'])}." if env.get("gpus") else ""), "",
              "Each cell covers every conformance case of that runtime whose model has the "
              "feature (the default matrix: all nn.RNN argument combinations at several shapes); "
-             "rows other than the last ones look at models that take h_0 and handle batch_first "
-             "by transposes, so each row shows one feature's effect. "
+             "rows other than the last three look at models that take h_0, handle batch_first "
+             "by transposes and have no sequence_lens, so each row shows one feature's effect. "
              "✅ all pass, with the worst error against torch float32; ◐ some pass; "
              "❌ silently wrong results (the dangerous kind); ⛔ refused at load, or crashed. "
              "Bracketed names are the reviewed entries of "

@@ -8,30 +8,69 @@ import numpy as np
 
 from exporter.spec import RNNSpec
 
-__all__ = ["OUTPUTS", "make_feeds", "torch_truth", "module_from_state"]
+__all__ = ["OUTPUTS", "LENGTH_PATTERNS", "make_feeds", "make_lengths", "torch_truth",
+           "module_from_state"]
 
 OUTPUTS = ("output", "h_n")
+LENGTH_PATTERNS = ("unsorted", "full", "ones", "mixed")
 
 
-def make_feeds(spec: RNNSpec, batch: int, seq: int, with_h0: bool, seed: int
-               ) -> dict[str, np.ndarray]:
-    """Seeded float32 inputs named as the graph's inputs (numpy's generator: reproducible)."""
+def make_lengths(pattern: str, batch: int, seq: int, rng: np.random.Generator) -> np.ndarray:
+    """Valid lengths (1..seq) of a padded batch, int32 as the ONNX RNN op takes them.
+
+    unsorted: random lengths in random order, at least one shorter than seq;
+    full: all seq; ones: all 1; mixed: 1 present, and seq too when batch ≥ 2, the rest
+    random, shuffled. Except for "full", some sequence is padded whenever seq > 1, so a
+    runtime that ignores sequence_lens cannot pass by luck.
+    """
+    if pattern == "full":
+        lengths = np.full(batch, seq)
+    elif pattern == "ones":
+        lengths = np.ones(batch)
+    elif pattern == "unsorted":
+        lengths = rng.integers(1, seq + 1, batch)
+        lengths[rng.integers(batch)] = rng.integers(1, seq) if seq > 1 else 1
+    elif pattern == "mixed":
+        lengths = rng.integers(1, seq + 1, batch)
+        lengths[-1], lengths[0] = seq, 1
+        rng.shuffle(lengths)
+    else:
+        raise ValueError(f"unknown lengths pattern {pattern!r}; known: {LENGTH_PATTERNS}")
+    return lengths.astype(np.int32)
+
+
+def make_feeds(spec: RNNSpec, batch: int, seq: int, with_h0: bool, seed: int,
+               lengths: str | None = None) -> dict[str, np.ndarray]:
+    """Seeded inputs named as the graph's inputs (numpy's generator: reproducible)."""
     rng = np.random.default_rng(seed)
     shape = (batch, seq, spec.input_size) if spec.batch_first else (seq, batch, spec.input_size)
     feeds = {"input": rng.standard_normal(shape, dtype=np.float32)}
     if with_h0:
         h0_shape = (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
         feeds["h_0"] = rng.standard_normal(h0_shape, dtype=np.float32)
+    if lengths is not None:
+        feeds["sequence_lens"] = make_lengths(lengths, batch, seq, rng)
     return feeds
 
 
 def _run(module: Any, feeds: Mapping[str, np.ndarray], dtype: Any) -> dict[str, np.ndarray]:
+    """torch eager; with sequence_lens, the packed computation a padded batch gets:
+    pack_padded_sequence(enforce_sorted=False) → RNN → pad_packed_sequence(padding 0)."""
     import torch
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    args = [torch.from_numpy(np.ascontiguousarray(feeds[name])).to(dtype)
-            for name in ("input", "h_0") if name in feeds]
+    x = torch.from_numpy(np.ascontiguousarray(feeds["input"])).to(dtype)
+    h0 = [torch.from_numpy(np.ascontiguousarray(feeds["h_0"])).to(dtype)] if "h_0" in feeds else []
+    bf = module.batch_first
     with torch.no_grad():
-        out, h_n = module(*args)
+        if "sequence_lens" not in feeds:
+            out, h_n = module(x, *h0)
+        else:
+            lengths = torch.from_numpy(np.asarray(feeds["sequence_lens"], np.int64))
+            packed = pack_padded_sequence(x, lengths, batch_first=bf, enforce_sorted=False)
+            out, h_n = module(packed, *h0)
+            out, _ = pad_packed_sequence(out, batch_first=bf, padding_value=0.0,
+                                         total_length=x.shape[1 if bf else 0])
     return {"output": out.numpy(), "h_n": h_n.numpy()}
 
 

@@ -66,7 +66,8 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
     """Export an `nn.RNN` to an ONNX graph of native RNN ops; write it to `f` if given.
 
     options: opset (default 17), initial_state ("input" or "zeros"),
-    batch_layout ("transpose" or "attribute"; batch_first models only).
+    batch_layout ("transpose" or "attribute"; batch_first models only),
+    sequence_lens (bool: add the int32 input sequence_lens [batch], PackedSequence semantics).
     """
     opts = _options(options)
     spec = RNNSpec.from_module(model)

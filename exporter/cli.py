@@ -58,6 +58,11 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initial-state", choices=INITIAL_STATES, default="input",
                    help="'input': the graph takes h_0; 'zeros': no h_0 input, torch's default "
                         "zero state (default input)")
+    p.add_argument("--sequence-lens", action="store_true",
+                   help="add the graph input sequence_lens [batch] (int32): per-sequence valid "
+                        "lengths of a padded batch, computed as torch's pack_padded_sequence "
+                        "(enforce_sorted=False) → RNN → pad_packed_sequence; each length must "
+                        "be in 1..seq")
     p.add_argument("--batch-layout", choices=BATCH_LAYOUTS, default="transpose",
                    help="batch_first models: 'transpose' puts Transposes at the graph's edges "
                         "around sequence-major RNN nodes (runs everywhere, default); "
@@ -103,7 +108,8 @@ def _export(args: argparse.Namespace) -> int:
 
     spec, state = resolve_rnn(args)
     model = export_spec(spec, state, args.output, opset=args.opset,
-                        initial_state=args.initial_state, batch_layout=args.batch_layout)
+                        initial_state=args.initial_state, batch_layout=args.batch_layout,
+                        sequence_lens=args.sequence_lens)
     size = Path(args.output).stat().st_size
     g = model.graph
     print(f"wrote {args.output} ({size:,} bytes): nn.RNN {spec.to_json()}")

@@ -104,6 +104,8 @@ def _io(spec: RNNSpec, options: ExportOptions) -> tuple[list, list]:
                                             seq_batch + [spec.input_size])]
     if options.has_h0:
         inputs.append(helper.make_tensor_value_info("h_0", TensorProto.FLOAT, [L * D, "batch", H]))
+    if options.sequence_lens:   # the RNN op takes int32 lengths only
+        inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, ["batch"]))
     outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, seq_batch + [D * H]),
                helper.make_tensor_value_info("h_n", TensorProto.FLOAT, [L * D, "batch", H])]
     return inputs, outputs
@@ -113,7 +115,8 @@ def _metadata(model: onnx.ModelProto, spec: RNNSpec, options: ExportOptions) -> 
     import torch
 
     props = {"rnn_config": spec.to_json(), "initial_state": options.initial_state,
-             "batch_layout": options.batch_layout, "lowering": "rnn",
+             "batch_layout": options.batch_layout,
+             "sequence_lens": str(options.sequence_lens).lower(), "lowering": "rnn",
              "torch_version": torch.__version__}
     helper.set_model_props(model, props)
 
@@ -121,8 +124,9 @@ def _metadata(model: onnx.ModelProto, spec: RNNSpec, options: ExportOptions) -> 
 def build_model(spec: RNNSpec, layers: list[LayerWeights], options: ExportOptions) -> onnx.ModelProto:
     """The whole graph: edges for batch_first, one lowered layer each, h_n gathered."""
     b = GraphBuilder()
-    for reserved in ("input", "h_0", "output", "h_n"):
+    for reserved in ("input", "h_0", "sequence_lens", "output", "h_n"):
         b.fresh(reserved)
+    seq_lens = "sequence_lens" if options.sequence_lens else None
     layout = 1 if spec.batch_first and options.batch_layout == "attribute" else 0
     x = "input"
     if spec.batch_first and layout == 0:
@@ -133,7 +137,7 @@ def build_model(spec: RNNSpec, layers: list[LayerWeights], options: ExportOption
     for k, (w, h0) in enumerate(zip(layers, h0s)):
         direct = last == 0 and layout == 0                       # Y_h is h_n as it stands
         y, y_h = lower_layer(b, x, h0, w, spec, k, y_h_name="h_n" if direct else None,
-                             layout=layout)
+                             layout=layout, seq_lens=seq_lens)
         y_hs.append(y_h)
         if k < last:
             x = _merge_directions(b, y, spec, batch_major=layout == 1, layout=layout)

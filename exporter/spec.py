@@ -136,6 +136,8 @@ class ExportOptions:
     # batch_first models only: "transpose" = Transposes at the graph's edges around
     # sequence-major RNN nodes (runs everywhere); "attribute" = RNN nodes with layout=1.
     batch_layout: str = "transpose"
+    # Adds the int32 graph input sequence_lens [batch]: PackedSequence semantics (see README).
+    sequence_lens: bool = False
 
     def __post_init__(self) -> None:
         from .opset import max_supported_opset
@@ -149,6 +151,8 @@ class ExportOptions:
         if self.initial_state not in INITIAL_STATES:
             raise ExportError(f"initial_state must be one of {', '.join(INITIAL_STATES)}, "
                               f"got {self.initial_state!r}")
+        if not isinstance(self.sequence_lens, bool):
+            raise ExportError(f"sequence_lens must be true or false, got {self.sequence_lens!r}")
         if self.batch_layout not in BATCH_LAYOUTS:
             raise ExportError(f"batch_layout must be one of {', '.join(BATCH_LAYOUTS)}, "
                               f"got {self.batch_layout!r}")

@@ -23,19 +23,23 @@ _ACTIVATION = {"tanh": "Tanh", "relu": "Relu"}
 
 
 def lower_layer(b: "GraphBuilder", x: str, h0: str | None, w: LayerWeights, spec: RNNSpec,
-                layer: int, y_h_name: str | None = None, layout: int = 0) -> tuple[str, str]:
+                layer: int, y_h_name: str | None = None, layout: int = 0,
+                seq_lens: str | None = None) -> tuple[str, str]:
     """Add layer `layer`'s RNN node.
 
     layout=0 (sequence-major):  x [seq, batch, I_k],  h0 [dirs, batch, H] or None (zeros)
         → Y [seq, dirs, batch, H],  Y_h [dirs, batch, H]
     layout=1 (batch-major):     x [batch, seq, I_k],  h0 [batch, dirs, H] or None
         → Y [batch, seq, dirs, H],  Y_h [batch, dirs, H]
-    `y_h_name` names Y_h.
+    `y_h_name` names Y_h. seq_lens [batch] int32 or None (every sequence runs full length):
+    with it, each direction runs over the first seq_lens[b] steps of sequence b (the reverse
+    direction starts at its last valid step), Y is zero past them and Y_h holds the last valid
+    step, which is what torch computes on a PackedSequence.
     """
     tag = f"l{layer}"
     inputs = [x, b.initializer(f"W_{tag}", w.W), b.initializer(f"R_{tag}", w.R),
               b.initializer(f"B_{tag}", w.B) if w.B is not None else "",
-              "",                      # sequence_lens: every sequence runs the full length
+              seq_lens or "",
               h0 or ""]
     while inputs and inputs[-1] == "":
         inputs.pop()                   # trailing optional inputs are left out, not blank
