@@ -15,15 +15,15 @@ from models.presets import preset
 
 from .truth import LENGTH_PATTERNS
 
-__all__ = ["ModelCase", "InputCase", "Case", "load_matrix", "select", "shard", "MATRICES_FILE",
+__all__ = ["ModelCase", "CompositeCase", "InputCase", "Case", "load_matrix", "select", "shard", "MATRICES_FILE",
            "MATRIX_NAMES", "stable_seed"]
 
 MATRICES_FILE = Path(__file__).with_name("matrices.toml")
 MATRIX_NAMES = ("smoke", "default", "full")
 _SPEC_FIELDS = ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias",
                 "batch_first", "dropout", "bidirectional")
-_BLOCK_KEYS = {"presets", "initial_state", "opset", "batch_layout", "sequence_lens", "lengths",
-               "inputs", *_SPEC_FIELDS}
+_BLOCK_KEYS = {"presets", "composites", "initial_state", "opset", "batch_layout", "sequence_lens",
+               "lengths", "inputs", *_SPEC_FIELDS}
 
 
 def stable_seed(text: str) -> int:
@@ -59,6 +59,21 @@ class ModelCase:
 
 
 @dataclass(frozen=True)
+class CompositeCase:
+    """A whole model from models/composite.py (torch module as ground truth)."""
+
+    name: str
+
+    @property
+    def id(self) -> str:
+        return f"composite-{self.name}"
+
+    @property
+    def seed(self) -> int:
+        return stable_seed(self.id)
+
+
+@dataclass(frozen=True)
 class InputCase:
     batch: int
     seq: int
@@ -72,7 +87,7 @@ class InputCase:
 
 @dataclass(frozen=True)
 class Case:
-    model: ModelCase
+    model: ModelCase | CompositeCase
     inputs: InputCase
 
     @property
@@ -107,6 +122,13 @@ def _block_cases(block: dict[str, Any], where: str) -> list[Case]:
         raise ExportError(f"{where}: inputs must be [[batch, seq], ...]") from None
     if any(i.batch < 1 or i.seq < 1 for i in inputs):
         raise ExportError(f"{where}: batch and seq must be ≥ 1")
+    if "composites" in block:
+        from models.composite import COMPOSITES
+        unknown = set(block["composites"]) - set(COMPOSITES)
+        if unknown or set(block) - {"composites", "inputs"}:
+            raise ExportError(f"{where}: composites take only 'inputs'; known composites: "
+                              f"{', '.join(COMPOSITES)}")
+        return [Case(CompositeCase(n), i) for n in block["composites"] for i in inputs]
     models = {ModelCase(spec, init, opset, layout if spec.batch_first else "transpose", lens)
               for spec in _specs(block)
               for init in block.get("initial_state", ["input"])

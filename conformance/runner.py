@@ -17,8 +17,8 @@ from exporter.graph import save_atomic
 
 from .compare import compare
 from .divergences import Divergence, load_divergences, match
-from .matrix import Case
-from .truth import make_feeds, torch_truth
+from .matrix import Case, CompositeCase
+from .truth import make_feeds, module_truth, torch_truth
 from .worker import InProcess, Outcome, Worker, one_line
 
 __all__ = ["Prepared", "RunResult", "prepare_matrix", "execute", "FAILING", "STATUSES"]
@@ -62,11 +62,43 @@ def _labels(case: Case) -> dict[str, Any]:
             "batch": case.inputs.batch, "seq": case.inputs.seq}
 
 
+def _prepare_composite(model_case: CompositeCase, group: Iterable[Case],
+                       workdir: Path) -> list[Prepared]:
+    """A whole model: exported at an example shape unlike any case's, truth from the module."""
+    import torch
+
+    from models.composite import COMPOSITES
+
+    comp = COMPOSITES[model_case.name]
+    torch.manual_seed(model_case.seed)
+    module = comp.build().eval()
+    path = workdir / model_case.id / "model.onnx"
+    example = comp.inputs(2, 5, np.random.default_rng(model_case.seed))
+    problem = ""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        export(module, tuple(torch.from_numpy(v) for v in example.values()), path,
+               input_names=list(example), output_names=list(comp.outputs))
+    except Exception as exc:  # an exporter bug must show as error cells, not stop the run
+        problem = f"export failed: {one_line(exc)}"
+    prepared = []
+    for case in group:
+        feeds = comp.inputs(case.inputs.batch, case.inputs.seq, np.random.default_rng(case.seed))
+        f32, f64 = module_truth(module, feeds, comp.outputs)
+        labels = {"composite": comp.name, "batch": case.inputs.batch, "seq": case.inputs.seq}
+        prepared.append(Prepared(case.id, model_case.id, str(path), feeds, f32, f64, labels,
+                                 problem))
+    return prepared
+
+
 def prepare_matrix(cases: list[Case], workdir: Path) -> list[Prepared]:
     """Export every model once (seeded from its id) and compute torch's answers per case."""
     prepared = []
     for model_case, group in itertools.groupby(sorted(cases, key=lambda c: c.id),
                                                key=lambda c: c.model):
+        if isinstance(model_case, CompositeCase):
+            prepared += _prepare_composite(model_case, group, workdir)
+            continue
         module = model_case.spec.build_module(seed=model_case.seed)
         path = workdir / model_case.id / "model.onnx"
         problem = ""

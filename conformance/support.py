@@ -26,6 +26,7 @@ FEATURES: dict[str, Callable[[Labels], bool]] = {
     "batch_first (layout=1 attribute)": lambda c: c.get("batch_layout") == "attribute",
     "zero initial state (no h_0)": lambda c: c.get("initial_state") == "zeros",
     "sequence_lens": lambda c: bool(c.get("sequence_lens")),
+    "whole models (models/composite.py)": lambda c: bool(c.get("composite")),
 }
 _WHAT = {"fail": "silently wrong", "error": "crash/error", "unsupported": "refused"}
 # Rows isolate one feature: other rows look only at models that take h_0, handle batch_first by
@@ -33,11 +34,14 @@ _WHAT = {"fail": "silently wrong", "error": "crash/error", "unsupported": "refus
 # sequence_lens shows in its own row and nowhere else.
 _OWN_SCOPE = {"batch_first (layout=1 attribute)": "batch_layout",
               "zero initial state (no h_0)": "initial_state",
-              "sequence_lens": "sequence_lens"}
+              "sequence_lens": "sequence_lens",
+              "whole models (models/composite.py)": "composite"}
 
 
 def _in_scope(feature: str, labels: Labels) -> bool:
     own = _OWN_SCOPE.get(feature)
+    if labels.get("composite"):
+        return own == "composite"
     return ((own == "batch_layout" or labels.get("batch_layout", "transpose") == "transpose")
             and (own == "initial_state" or labels.get("initial_state", "input") == "input")
             and (own == "sequence_lens" or not labels.get("sequence_lens")))

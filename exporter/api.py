@@ -61,14 +61,39 @@ def export_spec(spec: RNNSpec, state: Mapping[str, np.ndarray], f: str | os.Path
     return _build(spec, state, f, _options(options))
 
 
+_MODULE_ONLY = ("dynamic_shapes", "input_names", "output_names")
+
+
 def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
            **options: Any) -> onnx.ModelProto:
-    """Export an `nn.RNN` to an ONNX graph of native RNN ops; write it to `f` if given.
+    """Export to an ONNX graph whose RNNs are native RNN ops; write it to `f` if given.
 
-    options: opset (default 17), initial_state ("input" or "zeros"),
-    batch_layout ("transpose" or "attribute"; batch_first models only),
-    sequence_lens (bool: add the int32 input sequence_lens [batch], PackedSequence semantics).
+    `model` is an nn.RNN (graph I/O: input[, h_0][, sequence_lens] → output, h_n), or any
+    nn.Module whose forward uses nn.RNNs, exported through torch.onnx with `args` as example
+    inputs (required then) and every nn.RNN lowered to native RNN nodes.
+    options: opset (default 17), initial_state ("input" or "zeros", nn.RNN only),
+    batch_layout ("transpose" or "attribute"; batch_first RNNs only),
+    sequence_lens (bool, nn.RNN only: add the int32 input sequence_lens [batch]);
+    for whole modules also dynamic_shapes (torch.export's; default: every dimension
+    Dim.AUTO), input_names, output_names.
     """
+    import torch
+
+    if not isinstance(model, torch.nn.RNN):
+        if not isinstance(model, torch.nn.Module):
+            raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}")
+        module_opts = {k: options.pop(k) for k in _MODULE_ONLY if k in options}
+        opts = _options(options)
+        for name in ("initial_state", "sequence_lens"):
+            if name in options and options[name] != getattr(ExportOptions(), name):
+                raise ExportError(f"{name} applies to exporting an nn.RNN itself; a whole "
+                                  "module's inputs are whatever its forward takes")
+        from .torch_onnx import export_module
+        return export_module(model, args, f, opset=opts.opset, batch_layout=opts.batch_layout,
+                             **module_opts)
+    unknown = [k for k in _MODULE_ONLY if k in options]
+    if unknown:
+        raise ExportError(f"{', '.join(unknown)} apply to whole-module export, not to an nn.RNN")
     opts = _options(options)
     spec = RNNSpec.from_module(model)
     if model.training and spec.dropout > 0:

@@ -70,6 +70,94 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
                         "supports it: see docs/support.md)")
 
 
+def add_module_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("whole module (any nn.Module using nn.RNNs, exported via torch.onnx)")
+    g.add_argument("--module", metavar="PACKAGE.MODULE:CLASS",
+                   help="an importable nn.Module class, e.g. models.composite:RNNClassifier; its "
+                        "nn.RNNs become native RNN nodes, the rest is exported by torch.onnx")
+    g.add_argument("--module-kwargs", metavar="JSON", default="{}",
+                   help="constructor keyword arguments as a JSON object (default {})")
+    g.add_argument("--example-shape", action="append", metavar="D0,D1,...[:DTYPE]",
+                   help="one per forward argument, in order: the example input's shape and "
+                        "dtype (float32 default; int64/int32 for token ids). Sizes other than "
+                        "the feature sizes stay dynamic")
+    g.add_argument("--input-names", metavar="A,B", help="ONNX input names (default: forward's "
+                                                        "argument names)")
+    g.add_argument("--output-names", metavar="A,B", help="ONNX output names")
+
+
+_DTYPES = {"float32": "float32", "float": "float32", "int64": "int64", "long": "int64",
+           "int32": "int32", "int": "int32"}
+
+
+def _example(text: str) -> Any:
+    import torch
+
+    shape_text, _, dtype_text = text.partition(":")
+    dtype = _DTYPES.get(dtype_text or "float32")
+    try:
+        shape = [int(d) for d in shape_text.split(",")]
+    except ValueError:
+        shape = []
+    if dtype is None or not shape or min(shape) < 1:
+        raise ExportError(f"--example-shape must look like 5,1,10 or 4,7:int64, got {text!r}")
+    if dtype == "float32":
+        return torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    return torch.zeros(*shape, dtype=getattr(torch, dtype))
+
+
+def _load_module(args: argparse.Namespace) -> Any:
+    import importlib
+
+    from .checkpoint import load_state_dict
+
+    target, _, cls_name = args.module.partition(":")
+    if not target or not cls_name:
+        raise ExportError(f"--module must be package.module:Class, got {args.module!r}")
+    try:
+        cls = getattr(importlib.import_module(target), cls_name)
+    except (ImportError, AttributeError) as exc:
+        raise ExportError(f"cannot import {args.module}: {exc}") from None
+    try:
+        kwargs = json.loads(args.module_kwargs)
+        assert isinstance(kwargs, dict)
+    except (json.JSONDecodeError, AssertionError):
+        raise ExportError(f"--module-kwargs must be a JSON object, got {args.module_kwargs!r}") from None
+    try:
+        module = cls(**kwargs)
+    except Exception as exc:
+        raise ExportError(f"cannot build {args.module}(**{kwargs}): {exc}") from None
+    if args.checkpoint:
+        try:
+            module.load_state_dict(load_state_dict(args.checkpoint), strict=True)
+        except RuntimeError as exc:
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            raise ExportError(f"checkpoint {args.checkpoint} does not fit {args.module}: "
+                              f"{' '.join(lines[1:3]) or lines[0]}") from None
+    return module.eval()
+
+
+def _export_module(args: argparse.Namespace) -> Any:
+    from .api import export
+
+    given = [f"--{k.replace('_', '-')}" for k in ("input_size", "hidden_size", "num_layers",
+                                                   "nonlinearity", "bias", "batch_first",
+                                                   "dropout", "bidirectional", "config")
+             if getattr(args, k) is not None]
+    if given or args.sequence_lens or args.initial_state != "input":
+        bad = given + (["--sequence-lens"] if args.sequence_lens else []) + \
+            (["--initial-state"] if args.initial_state != "input" else [])
+        raise ExportError(f"{', '.join(bad)} describe an nn.RNN export; with --module the "
+                          "module's own code and checkpoint say everything")
+    if not args.example_shape:
+        raise ExportError("--module needs --example-shape, once per forward argument")
+    module = _load_module(args)
+    names = lambda text: [n.strip() for n in text.split(",")] if text else None  # noqa: E731
+    return export(module, tuple(_example(t) for t in args.example_shape), args.output,
+                  opset=args.opset, batch_layout=args.batch_layout,
+                  input_names=names(args.input_names), output_names=names(args.output_names))
+
+
 def _load_config(path: str) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text())
@@ -106,14 +194,20 @@ def _shape(vi) -> str:
 def _export(args: argparse.Namespace) -> int:
     from .api import export_spec
 
-    spec, state = resolve_rnn(args)
-    model = export_spec(spec, state, args.output, opset=args.opset,
-                        initial_state=args.initial_state, batch_layout=args.batch_layout,
-                        sequence_lens=args.sequence_lens)
+    if args.module:
+        model = _export_module(args)
+        what = args.module
+    else:
+        spec, state = resolve_rnn(args)
+        model = export_spec(spec, state, args.output, opset=args.opset,
+                            initial_state=args.initial_state, batch_layout=args.batch_layout,
+                            sequence_lens=args.sequence_lens)
+        what = f"nn.RNN {spec.to_json()}"
     size = Path(args.output).stat().st_size
     g = model.graph
-    print(f"wrote {args.output} ({size:,} bytes): nn.RNN {spec.to_json()}")
-    print(f"  opset {args.opset}, {len(g.node)} nodes "
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    print(f"wrote {args.output} ({size:,} bytes): {what}")
+    print(f"  opset {opset}, {len(g.node)} nodes "
           f"({', '.join(n.op_type for n in g.node)})")
     print(f"  inputs:  {', '.join(_shape(v) for v in g.input)}")
     print(f"  outputs: {', '.join(_shape(v) for v in g.output)}")
@@ -131,6 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", default="rnn.onnx", help="output file (default rnn.onnx)")
     add_rnn_arguments(e)
     add_export_arguments(e)
+    add_module_arguments(e)
     e.set_defaults(func=_export)
     return p
 

@@ -136,3 +136,46 @@ def test_argparse_errors_exit_2(tmp_path):
     r = cli("export", "--nonlinearity", "gelu", cwd=tmp_path)
     assert r.returncode == 2 and "invalid choice" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_whole_module_from_the_cli(tmp_path):
+    torch.save(SeedRNN().state_dict(), tmp_path / "seed.pt")
+    r = cli("export", "--module", "models.seed:SeedRNN", "--checkpoint", "seed.pt",
+            "--example-shape", "5,1,10", "--example-shape", "1,1,20", "--output-names",
+            "output,h_n", "-o", "seed.onnx", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "x[seq, batch, 10], h0[1, batch, 20]" in r.stdout
+    model = onnx.load(tmp_path / "seed.onnx")
+    assert [n.op_type for n in model.graph.node] == ["RNN", "Squeeze"]
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(tmp_path / "seed.onnx"), providers=["CPUExecutionProvider"])
+    seed = SeedRNN().eval()
+    seed.load_state_dict(torch.load(tmp_path / "seed.pt", weights_only=True))
+    x, h0 = torch.randn(9, 3, 10), torch.randn(1, 3, 20)
+    out, hn = sess.run(None, {"x": x.numpy(), "h0": h0.numpy()})
+    want = seed(x, h0)
+    assert abs(out - want[0].detach().numpy()).max() < 1e-5
+    assert abs(hn - want[1].detach().numpy()).max() < 1e-5
+
+
+def test_whole_module_bad_inputs(tmp_path):
+    torch.save({"rnn1.weight_ih_l0": torch.zeros(3, 3)}, tmp_path / "bad.pt")
+    (tmp_path / "rnn.onnx").write_bytes(b"precious")
+    for args, message in (
+            (["--module", "models.seed:Nope", "--example-shape", "5,1,10"], "cannot import"),
+            (["--module", "nocolon", "--example-shape", "5,1,10"], "package.module:Class"),
+            (["--module", "models.seed:SeedRNN"], "needs --example-shape"),
+            (["--module", "models.seed:SeedRNN", "--example-shape", "5,x"], "--example-shape"),
+            (["--module", "models.seed:SeedRNN", "--hidden-size", "3", "--example-shape",
+              "5,1,10"], "--hidden-size describe an nn.RNN export"),
+            (["--module", "models.seed:SeedRNN", "--checkpoint", "bad.pt", "--example-shape",
+              "5,1,10", "--example-shape", "1,1,20"], "does not fit"),
+            (["--module", "models.seed:SeedRNN", "--module-kwargs", "[1]", "--example-shape",
+              "5,1,10"], "JSON object"),
+            (["--module", "models.seed:SeedRNN", "--example-shape", "5,1,7", "--example-shape",
+              "1,1,20"], "torch.onnx could not export")):
+        r = cli("export", *args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, r.stderr)
+        assert (tmp_path / "rnn.onnx").read_bytes() == b"precious"

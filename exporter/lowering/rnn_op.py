@@ -15,7 +15,7 @@ from ..spec import RNNSpec
 from ..weights import LayerWeights
 
 if TYPE_CHECKING:
-    from ..graph import GraphBuilder
+    from .stack import GraphBuilder
 
 __all__ = ["lower_layer"]
 

@@ -1,0 +1,127 @@
+"""One nn.RNN (every layer and the edges between them) → ONNX nodes.
+
+This is the one lowering of an nn.RNN: the direct export (graph.py) and the whole-model
+export (torch_onnx.py) both call `lower_rnn`, with their own tensor names at the edges.
+torch's layouts at the edges:
+    x    [seq, batch, I] or [batch, seq, I] (batch_first)      h_0, h_n  [layers·dirs, batch, H]
+    out  [seq, batch, dirs·H] or [batch, seq, dirs·H]
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..spec import RNNSpec
+from ..weights import LayerWeights
+from .rnn_op import lower_layer
+
+__all__ = ["GraphBuilder", "lower_rnn"]
+
+
+class GraphBuilder:
+    """Collects nodes and initializers with unique names.
+
+    `taken` names already exist around the nodes being built (a host graph's tensors);
+    `prefix` starts every name this builder invents.
+    """
+
+    def __init__(self, prefix: str = "", taken: Iterable[str] = ()) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._names: set[str] = set(taken)
+        self._prefix = prefix
+
+    def fresh(self, base: str) -> str:
+        base = self._prefix + base
+        name, i = base, 1
+        while name in self._names:
+            name, i = f"{base}_{i}", i + 1
+        self._names.add(name)
+        return name
+
+    def initializer(self, base: str, array: np.ndarray) -> str:
+        name = self.fresh(base)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], outputs: list[str], **attrs) -> list[str]:
+        name = self.fresh(attrs.pop("name", None) or op.lower())
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=name, **attrs))
+        return outputs
+
+    def op(self, op: str, inputs: list[str], out: str | None = None, **attrs) -> str:
+        """Single-output node; returns its output name."""
+        return self.node(op, inputs, [out or self.fresh(op.lower())], **attrs)[0]
+
+
+def _merge_directions(b: GraphBuilder, y: str, spec: RNNSpec, batch_major: bool, layout: int,
+                      out: str | None = None) -> str:
+    """The RNN's Y → torch's layout, directions concatenated on the feature axis.
+
+    layout=0: Y [seq, dirs, batch, H] → [seq, batch, dirs·H], or [batch, seq, dirs·H] if
+              batch_major (torch keeps directions on the last axis; ONNX on axis 1).
+    layout=1: Y [batch, seq, dirs, H] → [batch, seq, dirs·H] (already batch-major).
+    """
+    if layout == 0 and spec.num_directions == 1 and not batch_major:
+        axes = b.initializer("axes_1", np.array([1], np.int64))
+        return b.op("Squeeze", [y, axes], out)                  # [seq, batch, H]
+    if layout == 0:
+        perm = [2, 0, 1, 3] if batch_major else [0, 2, 1, 3]
+        y = b.op("Transpose", [y], perm=perm)                   # [·, ·, dirs, H]
+    shape = b.initializer("shape_merge", np.array([0, 0, spec.num_directions * spec.hidden_size],
+                                                  np.int64))
+    return b.op("Reshape", [y, shape], out)                     # [·, ·, dirs·H]
+
+
+def _split_h0(b: GraphBuilder, spec: RNNSpec, h0: str | None,
+              layout: int) -> list[str | None]:
+    """h_0 [layers·dirs, batch, H] → per layer [dirs, batch, H] (layout=1: [batch, dirs, H]).
+
+    None per layer when there is no h_0 (zero state).
+    """
+    if h0 is None:
+        return [None] * spec.num_layers
+    axis = 0
+    if layout == 1:
+        h0, axis = b.op("Transpose", [h0], perm=[1, 0, 2]), 1   # [batch, layers·dirs, H]
+    if spec.num_layers == 1:
+        return [h0]
+    sizes = b.initializer("h0_split", np.full(spec.num_layers, spec.num_directions, np.int64))
+    outs = [b.fresh(f"h0_l{k}") for k in range(spec.num_layers)]
+    return b.node("Split", [h0, sizes], outs, axis=axis)
+
+
+def _gather_h_n(b: GraphBuilder, y_hs: list[str], layout: int, h_n: str) -> None:
+    """Per-layer Y_h → h_n [layers·dirs, batch, H]."""
+    if layout == 0:
+        if len(y_hs) > 1:
+            b.op("Concat", y_hs, h_n, axis=0)
+        return
+    h = b.op("Concat", y_hs, axis=1) if len(y_hs) > 1 else y_hs[0]   # [batch, layers·dirs, H]
+    b.op("Transpose", [h], h_n, perm=[1, 0, 2])
+
+
+def lower_rnn(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *, x: str,
+              h0: str | None, out: str, h_n: str, seq_lens: str | None = None,
+              batch_layout: str = "transpose") -> None:
+    """Nodes computing torch's (out, h_n) from x[, h0][, seq_lens] into the given names."""
+    layout = 1 if spec.batch_first and batch_layout == "attribute" else 0
+    if spec.batch_first and layout == 0:
+        x = b.op("Transpose", [x], perm=[1, 0, 2])              # [batch, seq, I] → [seq, batch, I]
+    h0s = _split_h0(b, spec, h0, layout)
+    last = spec.num_layers - 1
+    y_hs = []
+    for k, (w, h0_k) in enumerate(zip(layers, h0s)):
+        direct = last == 0 and layout == 0                        # Y_h is h_n as it stands
+        y, y_h = lower_layer(b, x, h0_k, w, spec, k, y_h_name=h_n if direct else None,
+                             layout=layout, seq_lens=seq_lens)
+        y_hs.append(y_h)
+        if k < last:
+            x = _merge_directions(b, y, spec, batch_major=layout == 1, layout=layout)
+        else:
+            _merge_directions(b, y, spec, batch_major=spec.batch_first, layout=layout, out=out)
+    if not (last == 0 and layout == 0):
+        _gather_h_n(b, y_hs, layout, h_n)

@@ -1,0 +1,286 @@
+"""Whole modules: torch.onnx exports everything around the RNNs; each nn.RNN becomes the same
+lowering the direct export uses (lowering/stack.py), spliced in where torch.onnx left a
+placeholder node for it.
+
+Why a placeholder: torch.onnx's default exporter decomposes nn.RNN into per-step ops and freezes
+the sequence length. During export each nn.RNN is swapped for a module that emits one
+`torch_rnn_onnx::RNN` node (torch.onnx.ops.symbolic_multi_out) whose output shapes are written in
+terms of the input's symbolic sizes, so batch and sequence stay dynamic; afterwards the node is
+replaced by native ONNX RNN nodes built from that RNN's weights.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import warnings
+from typing import Any, Iterator, Sequence
+
+import onnx
+from onnx import helper
+
+from . import __version__
+from .errors import ExportError
+from .graph import PRODUCER_NAME, save_atomic
+from .lowering.stack import GraphBuilder, lower_rnn
+from .spec import RNNSpec
+from .weights import LayerWeights, pack_layers
+
+__all__ = ["export_module", "PLACEHOLDER_DOMAIN"]
+
+PLACEHOLDER_DOMAIN = "torch_rnn_onnx"
+_UNROLLED = ("LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")   # torch.onnx would unroll these
+
+
+def _placeholder_class() -> type:
+    import torch
+    from torch import nn
+    from torch.nn.utils.rnn import PackedSequence
+
+    class RNNPlaceholder(nn.Module):
+        """Stands in for one nn.RNN during export; same call signature, one ONNX node."""
+
+        def __init__(self, spec: RNNSpec, key: int, path: str) -> None:
+            super().__init__()
+            self.spec, self.key, self.path = spec, key, path
+
+        def forward(self, x: Any, hx: Any = None) -> tuple[Any, Any]:
+            if isinstance(x, PackedSequence):
+                raise ExportError(f"{self.path}: PackedSequence inputs are not supported inside "
+                                  "whole-model export; export the RNN itself with "
+                                  "sequence_lens=True")
+            s = self.spec
+            batch = x.shape[0] if s.batch_first else x.shape[1]
+            D, H = s.num_directions, s.hidden_size
+            # Tell torch.export what nn.RNN itself would check, so the graph's declared shapes
+            # tie h_0's batch to the input's and keep the feature sizes static.
+            torch._check(x.shape[2] == s.input_size)
+            if hx is not None:
+                torch._check(hx.shape[0] == s.num_layers * D)
+                torch._check(hx.shape[1] == batch)
+                torch._check(hx.shape[2] == H)
+            inputs = (x,) if hx is None else (x, hx)
+            out, h_n = torch.onnx.ops.symbolic_multi_out(
+                f"{PLACEHOLDER_DOMAIN}::RNN", inputs, {"key": self.key},
+                dtypes=(x.dtype, x.dtype),
+                shapes=([x.shape[0], x.shape[1], D * H], [s.num_layers * D, batch, H]),
+                version=1)
+            return out, h_n
+
+    return RNNPlaceholder
+
+
+def _find_rnns(model: Any) -> list[tuple[str, Any]]:
+    from torch import nn
+
+    rnns, unrolled = [], []
+    for path, module in model.named_modules():
+        if type(module) is nn.RNN:
+            rnns.append((path, module))
+        elif type(module).__name__ in _UNROLLED and isinstance(module, nn.Module):
+            unrolled.append(f"{path} ({type(module).__name__})")
+    if unrolled:
+        raise ExportError(f"unsupported recurrent module(s): {', '.join(unrolled)}: only nn.RNN "
+                          "is lowered to native ONNX ops; refusing to let torch.onnx unroll them")
+    if not rnns:
+        raise ExportError(f"{type(model).__name__} holds no nn.RNN: nothing for this exporter "
+                          "to do (use torch.onnx.export)")
+    return rnns
+
+
+def _check_rnn(path: str, module: Any) -> RNNSpec:
+    try:
+        spec = RNNSpec.from_module(module)
+    except ExportError as exc:
+        raise ExportError(f"{path}: {exc}") from None
+    if module.training and spec.dropout > 0:
+        raise ExportError(f"{path} is in training mode with dropout={spec.dropout:g}; the "
+                          "exported graph is the eval-mode computation: call model.eval() first")
+    return spec
+
+
+@contextlib.contextmanager
+def _swapped(model: Any, rnns: list[tuple[str, Any]], specs: list[RNNSpec]) -> Iterator[None]:
+    """Replace each nn.RNN by its placeholder for the duration of the export."""
+    placeholder = _placeholder_class()
+    swaps = []
+    for key, ((path, module), spec) in enumerate(zip(rnns, specs)):
+        parent_path, _, attr = path.rpartition(".")
+        parent = model.get_submodule(parent_path) if parent_path else model
+        swaps.append((parent, attr, module))
+        setattr(parent, attr, placeholder(spec, key, path))
+    try:
+        yield
+    finally:
+        for parent, attr, module in swaps:
+            setattr(parent, attr, module)
+
+
+def _default_dynamic_shapes(args: Sequence[Any]) -> tuple:
+    """Let torch.export decide every dimension (Dim.AUTO): sizes the computation ties to a
+    weight stay static, batch and sequence become symbolic."""
+    import torch
+    from torch.export import Dim
+
+    return tuple({i: Dim.AUTO for i in range(a.dim())} if isinstance(a, torch.Tensor) else None
+                 for a in args)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torch.onnx logs opset notes and registry warnings at WARNING; keep the CLI's output ours."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export",
+                                               "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """torch.onnx wraps the real error in several layers of advice; dig it out."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ExportError):
+            return exc
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None:
+            break
+        exc = nxt
+    return exc
+
+
+def _torch_export(model: Any, args: tuple, opset: int, dynamic_shapes: Any,
+                  input_names: Sequence[str] | None, output_names: Sequence[str] | None
+                  ) -> onnx.ModelProto:
+    import torch
+
+    try:
+        with _quiet():
+            program = torch.onnx.export(
+                model, args, dynamo=True, opset_version=opset, optimize=True, verbose=False,
+                dynamic_shapes=dynamic_shapes if dynamic_shapes is not None
+                else _default_dynamic_shapes(args),
+                input_names=list(input_names) if input_names else None,
+                output_names=list(output_names) if output_names else None)
+    except ExportError:
+        raise
+    except Exception as exc:  # torch.export / torch.onnx failures are the user's model's
+        root = _root_cause(exc)
+        if isinstance(root, ExportError):
+            raise root from None
+        first = re.sub(r"\x1b\[[0-9;]*m", "", (str(root).strip().splitlines() or [""])[0])
+        raise ExportError("torch.onnx could not export the module around its RNNs: "
+                          f"{type(root).__name__}: {first}") from None
+    return program.model_proto
+
+
+def _pin_input_dims(graph: onnx.GraphProto, name: str, dims: dict[int, int]) -> None:
+    """Where a graph input feeds an RNN directly, declare the sizes nn.RNN requires
+    (torch.export leaves them symbolic even though the RNN fixes them)."""
+    for vi in graph.input:
+        if vi.name == name:
+            shape = vi.type.tensor_type.shape.dim
+            for axis, size in dims.items():
+                if axis < len(shape) and not shape[axis].dim_value:
+                    shape[axis].Clear()
+                    shape[axis].dim_value = size
+
+
+def _dims_of(graph: onnx.GraphProto, name: str) -> list[str]:
+    for vi in (*graph.input, *graph.value_info, *graph.output):
+        if vi.name == name:
+            return [d.dim_param for d in vi.type.tensor_type.shape.dim]
+    return []
+
+
+def _name_dims(graph: onnx.GraphProto, specs_by_input: list[tuple[str, RNNSpec]]) -> None:
+    """torch names symbolic sizes s27, s77...: call the ones an RNN reads as its batch and
+    sequence "batch" and "seq" everywhere they appear."""
+    rename: dict[str, str] = {}
+    for x, spec in specs_by_input:
+        dims = _dims_of(graph, x)
+        if len(dims) < 2:
+            continue
+        seq_axis, batch_axis = (1, 0) if spec.batch_first else (0, 1)
+        for axis, word in ((seq_axis, "seq"), (batch_axis, "batch")):
+            if dims[axis] and word not in rename.values():
+                rename.setdefault(dims[axis], word)
+    for vi in (*graph.input, *graph.output, *graph.value_info):
+        for d in vi.type.tensor_type.shape.dim:
+            if d.dim_param in rename:
+                d.dim_param = rename[d.dim_param]
+
+
+def _splice(model: onnx.ModelProto, rnns: list[tuple[str, Any]], specs: list[RNNSpec],
+            weights: list[list[LayerWeights]], batch_layout: str) -> None:
+    """Replace every placeholder node by lower_rnn's nodes, in place and in order."""
+    g = model.graph
+    taken = {n for node in g.node for n in (*node.input, *node.output, node.name)}
+    taken |= {t.name for t in g.initializer} | {v.name for v in (*g.input, *g.output)}
+    nodes, rnn_inputs = [], []
+    for node in g.node:
+        if node.domain != PLACEHOLDER_DOMAIN:
+            nodes.append(node)
+            continue
+        key = next(a.i for a in node.attribute if a.name == "key")
+        path, spec = rnns[key][0], specs[key]
+        rnn_inputs.append((node.input[0], spec))
+        b = GraphBuilder(prefix=f"{path}/", taken=taken)
+        h0 = node.input[1] if len(node.input) > 1 and node.input[1] else None
+        _pin_input_dims(g, node.input[0], {2: spec.input_size})
+        if h0 is not None:
+            _pin_input_dims(g, h0, {0: spec.num_layers * spec.num_directions,
+                                    2: spec.hidden_size})
+        lower_rnn(b, spec, weights[key], x=node.input[0], h0=h0, out=node.output[0],
+                  h_n=node.output[1], batch_layout=batch_layout)
+        nodes.extend(b.nodes)
+        g.initializer.extend(b.initializers)
+        taken |= {n for new in b.nodes for n in (*new.output, new.name)}
+        taken |= {t.name for t in b.initializers}
+    del g.node[:]
+    g.node.extend(nodes)
+    _name_dims(g, rnn_inputs)
+    kept = [o for o in model.opset_import if o.domain != PLACEHOLDER_DOMAIN]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+
+
+def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
+                  opset: int, batch_layout: str = "transpose", dynamic_shapes: Any = None,
+                  input_names: Sequence[str] | None = None,
+                  output_names: Sequence[str] | None = None) -> onnx.ModelProto:
+    """Export any nn.Module whose forward runs nn.RNNs; each RNN becomes native RNN nodes."""
+    import torch
+
+    from .api import module_state
+
+    if args is None:
+        raise ExportError("exporting a whole module needs example args, as torch.onnx.export does")
+    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
+    rnns = _find_rnns(model)
+    specs = [_check_rnn(path, m) for path, m in rnns]
+    weights = [pack_layers(module_state(m), spec) for (_, m), spec in zip(rnns, specs)]
+    with torch.no_grad(), _swapped(model, rnns, specs):
+        onnx_model = _torch_export(model, args, opset, dynamic_shapes, input_names, output_names)
+    _splice(onnx_model, rnns, specs, weights, batch_layout)
+    onnx_model.producer_name, onnx_model.producer_version = PRODUCER_NAME, __version__
+    helper.set_model_props(onnx_model, {
+        "rnn_modules": json.dumps({path: spec.kwargs() for (path, _), spec in zip(rnns, specs)}),
+        "batch_layout": batch_layout, "lowering": "rnn", "torch_version": torch.__version__})
+    try:
+        onnx.checker.check_model(onnx_model, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"the spliced model does not check: {str(exc).splitlines()[0]}") from None
+    if f is not None:
+        save_atomic(onnx_model, f)
+    return onnx_model

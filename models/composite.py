@@ -1,0 +1,90 @@
+"""Whole models that contain nn.RNNs, used by the tests and the conformance runner.
+
+Each entry of COMPOSITES says how to build the module, how to make its inputs at a given
+(batch, seq) — named as its forward's arguments, which become the ONNX input names — and what
+its outputs are called.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .seed import SeedRNN
+
+__all__ = ["Composite", "COMPOSITES", "RNNClassifier", "RNNTagger", "StackedRNNs"]
+
+Feeds = dict[str, np.ndarray]
+
+
+class RNNClassifier(nn.Module):
+    """Projection → bidirectional batch_first RNN → Linear over the top layer's h_n."""
+
+    def __init__(self, features: int = 12, hidden: int = 24, classes: int = 4) -> None:
+        super().__init__()
+        self.proj = nn.Linear(features, 16)
+        self.rnn = nn.RNN(16, hidden, num_layers=2, bidirectional=True, batch_first=True)
+        self.head = nn.Linear(2 * hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h_n = self.rnn(torch.tanh(self.proj(x)))            # [4, batch, hidden]
+        return self.head(torch.cat([h_n[-2], h_n[-1]], dim=-1))
+
+
+class RNNTagger(nn.Module):
+    """Embedding → 2-layer relu RNN (batch_first) → per-step Linear: one tag per token."""
+
+    def __init__(self, vocab: int = 50, embed: int = 8, hidden: int = 16, tags: int = 5) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed)
+        self.rnn = nn.RNN(embed, hidden, num_layers=2, nonlinearity="relu", batch_first=True)
+        self.out = nn.Linear(hidden, tags)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        y, _ = self.rnn(self.embed(tokens))                    # [batch, seq, hidden]
+        return self.out(y)
+
+
+class StackedRNNs(nn.Module):
+    """Two RNNs in sequence with a nonlinearity between; the first takes h0, the second
+    (bidirectional, no bias) starts from zeros."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.RNN(6, 12)
+        self.second = nn.RNN(12, 8, bidirectional=True, bias=False)
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, _ = self.first(x, h0)
+        return self.second(nn.functional.gelu(y))
+
+
+@dataclass(frozen=True)
+class Composite:
+    name: str
+    build: Callable[[], nn.Module]
+    inputs: Callable[[int, int, np.random.Generator], Feeds]
+    outputs: tuple[str, ...]
+
+
+def _randn(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+COMPOSITES = MappingProxyType({c.name: c for c in [
+    Composite("seed", SeedRNN,
+              lambda b, s, r: {"x": _randn(r, s, b, 10), "h0": _randn(r, 1, b, 20)},
+              ("output", "h_n")),
+    Composite("classifier", RNNClassifier,
+              lambda b, s, r: {"x": _randn(r, b, s, 12)}, ("logits",)),
+    Composite("tagger", RNNTagger,
+              lambda b, s, r: {"tokens": r.integers(0, 50, (b, s)).astype(np.int64)},
+              ("tags",)),
+    Composite("stacked", StackedRNNs,
+              lambda b, s, r: {"x": _randn(r, s, b, 6), "h0": _randn(r, 1, b, 12)},
+              ("output", "h_n")),
+]})

@@ -1,0 +1,123 @@
+"""Whole modules containing nn.RNNs: every RNN layer a native RNN node, dynamic shapes, torch's
+numbers on onnxruntime CPU."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from exporter import ExportError, export
+from models import COMPOSITES
+
+SHAPES = [(1, 1), (3, 17), (2, 64)]     # (batch, seq); none is the export example's (2, 5)
+
+
+def _torch(module: nn.Module, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    with torch.no_grad():
+        out = module(*[torch.from_numpy(v) for v in feeds.values()])
+    return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+
+
+def _export(name: str):
+    comp = COMPOSITES[name]
+    torch.manual_seed(0)
+    module = comp.build().eval()
+    example = comp.inputs(2, 5, np.random.default_rng(0))
+    model = export(module, tuple(torch.from_numpy(v) for v in example.values()),
+                   input_names=list(example), output_names=list(comp.outputs))
+    return comp, module, model
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSITES))
+def test_structure(name):
+    comp, module, model = _export(name)
+    ops = [n.op_type for n in model.graph.node]
+    layers = sum(m.num_layers for m in module.modules() if isinstance(m, nn.RNN))
+    assert ops.count("RNN") == layers
+    assert not {"Loop", "Scan"} & set(ops)
+    assert not any(n.domain for n in model.graph.node)
+    assert [o.name for o in model.graph.output] == list(comp.outputs)
+    onnx.checker.check_model(model, full_check=True)
+    # A longer example does not grow the graph: nothing is unrolled per step.
+    example = comp.inputs(2, 40, np.random.default_rng(1))
+    longer = export(module, tuple(torch.from_numpy(v) for v in example.values()))
+    assert len(longer.graph.node) == len(model.graph.node)
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSITES))
+def test_numbers_at_other_shapes(name):
+    comp, module, model = _export(name)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for batch, seq in SHAPES:
+        feeds = comp.inputs(batch, seq, np.random.default_rng(batch * 100 + seq))
+        got = sess.run(list(comp.outputs), feeds)
+        for g, w in zip(got, _torch(module, feeds)):
+            assert g.shape == w.shape
+            np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-4)
+
+
+def test_h0_passed_or_omitted():
+    class Maybe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.RNN(3, 4, num_layers=2, batch_first=True)
+
+        def forward(self, x, h0=None):
+            return self.rnn(x, h0)[0]
+
+    m = Maybe().eval()
+    x = torch.randn(2, 5, 3)
+    without = export(m, (x,))
+    assert [i.name for i in without.graph.input] == ["x"]
+    with_h0 = export(m, (x, torch.randn(2, 2, 4)))
+    assert len(with_h0.graph.input) == 2
+    sess = ort.InferenceSession(without.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = torch.randn(4, 9, 3)
+    np.testing.assert_allclose(sess.run(None, {"x": x.numpy()})[0], m(x).detach().numpy(),
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_refusals():
+    class WithLSTM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.lstm = nn.RNN(3, 4), nn.LSTM(4, 4)
+
+        def forward(self, x):
+            return self.lstm(self.rnn(x)[0])[0]
+
+    with pytest.raises(ExportError, match="lstm.*LSTM.*refusing"):
+        export(WithLSTM().eval(), (torch.randn(5, 2, 3),))
+    with pytest.raises(ExportError, match="holds no nn.RNN"):
+        export(nn.Linear(3, 4), (torch.randn(2, 3),))
+
+    class Dropping(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.RNN(3, 4, num_layers=2, dropout=0.5)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    with pytest.raises(ExportError, match="rnn is in training mode with dropout=0.5"):
+        export(Dropping(), (torch.randn(5, 2, 3),))
+    with pytest.raises(ExportError, match="example args"):
+        export(Dropping().eval())
+    with pytest.raises(ExportError, match="sequence_lens applies to exporting an nn.RNN"):
+        export(Dropping().eval(), (torch.randn(5, 2, 3),), sequence_lens=True)
+
+
+def test_packed_sequence_inside_module_is_refused():
+    from models import PaddedSentenceClassifier
+
+    clf = PaddedSentenceClassifier().eval()
+    with pytest.raises(ExportError, match="PackedSequence"):
+        export(clf, (torch.randint(1, 100, (3, 6)), torch.tensor([6, 2, 4])))
+
+
+def test_module_is_restored_after_export():
+    comp, module, _ = _export("classifier")
+    assert isinstance(module.rnn, nn.RNN)
