@@ -87,6 +87,23 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(sup)
     sup.set_defaults(func=_cmd_support)
 
+    bench = sub.add_parser("bench", help="latency on onnxruntime CPU vs torch eager, per lowering",
+                           description="Measure torch eager and each lowering on onnxruntime CPU "
+                                       "side by side (ratios, SGEMM floor, export times); write "
+                                       "JSON, PNG plots and a Markdown table.")
+    bench.add_argument("--smoke", action="store_true", help="a tiny grid, for CI")
+    bench.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
+    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument("--repeats", type=int, default=20, help="timed runs per number (default 20)")
+    bench.add_argument("--export-seqs", default="5,25", metavar="S,...",
+                       help="sequence lengths at which to time torch.onnx.export (default 5,25; "
+                            "'' to skip: the default exporter takes minutes at 100+)")
+    bench.add_argument("--no-legacy", action="store_true", help="skip the TorchScript exporter")
+    bench.add_argument("--out", type=Path, default=Path("docs/perf"),
+                       help="folder for bench.json, performance.md, *.png (default docs/perf)")
+    bench.add_argument("--readme", type=Path, help="also rewrite this file's perf:begin/end block")
+    bench.set_defaults(func=_cmd_bench)
+
     rep = sub.add_parser("replay", help="run ONNX test vectors (this tool's or onnx's layout)")
     rep.add_argument("vectors", type=Path)
     _add_common(rep)
@@ -226,6 +243,38 @@ def _cmd_support(args: argparse.Namespace) -> int:
     _atomic_write(args.output, support_markdown(cells, reports, command).encode())
     print(f"wrote {args.output}")
     return rc
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ExportError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise ExportError(f"{what} must be ≥ 1, got {text!r}")
+    return values
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench, bench_report
+
+    threads = _ints(args.threads, "--threads")
+    if not threads or args.repeats < 1 or args.warmup < 0:
+        raise ExportError("--threads needs a value, --repeats ≥ 1 and --warmup ≥ 0")
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = bench.run_bench(bench.SMOKE if args.smoke else bench.GRID, threads, args.warmup,
+                             args.repeats, _ints(args.export_seqs, "--export-seqs"),
+                             not args.no_legacy, print)
+    bench.write_json(result, args.out / "bench.json")
+    bench_report.write_plots(result, args.out)
+    command = f"python -m conformance bench{' --smoke' if args.smoke else ''} --threads {args.threads}"
+    md = bench_report.markdown(result, command)
+    (args.out / "performance.md").write_text("# Performance\n\n" + md)
+    if args.readme:
+        prefix = str(args.out.relative_to(args.readme.parent)) + "/" if not args.out.is_absolute() else ""
+        bench_report.update_readme(args.readme, bench_report.markdown(result, command, prefix))
+    print(f"wrote {args.out / 'bench.json'}, {args.out / 'performance.md'} and plots")
+    return 0
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

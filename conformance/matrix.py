@@ -23,7 +23,7 @@ MATRIX_NAMES = ("smoke", "default", "full")
 _SPEC_FIELDS = ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias",
                 "batch_first", "dropout", "bidirectional")
 _BLOCK_KEYS = {"presets", "composites", "initial_state", "opset", "batch_layout", "sequence_lens",
-               "lengths", "inputs", *_SPEC_FIELDS}
+               "lengths", "lowering", "inputs", *_SPEC_FIELDS}
 
 
 def stable_seed(text: str) -> int:
@@ -40,14 +40,16 @@ class ModelCase:
     opset: int = 17
     batch_layout: str = "transpose"
     sequence_lens: bool = False
+    lowering: str = "rnn"
 
     @property
     def id(self) -> str:
         h0 = "h0in" if self.initial_state == "input" else "h0zero"
         layout = "-layout1" if self.batch_layout == "attribute" else ""
         lens = "-seqlens" if self.sequence_lens else ""
+        lowering = "" if self.lowering == "rnn" else f"-{self.lowering}"
         suffix = "" if self.opset == 17 else f"-op{self.opset}"
-        return f"{self.spec.id}-{h0}{layout}{lens}{suffix}"
+        return f"{self.spec.id}-{h0}{layout}{lens}{lowering}{suffix}"
 
     @property
     def seed(self) -> int:
@@ -55,7 +57,8 @@ class ModelCase:
 
     def export_options(self) -> dict[str, Any]:
         return {"opset": self.opset, "initial_state": self.initial_state,
-                "batch_layout": self.batch_layout, "sequence_lens": self.sequence_lens}
+                "batch_layout": self.batch_layout, "sequence_lens": self.sequence_lens,
+                "lowering": self.lowering}
 
 
 @dataclass(frozen=True)
@@ -129,13 +132,17 @@ def _block_cases(block: dict[str, Any], where: str) -> list[Case]:
             raise ExportError(f"{where}: composites take only 'inputs'; known composites: "
                               f"{', '.join(COMPOSITES)}")
         return [Case(CompositeCase(n), i) for n in block["composites"] for i in inputs]
-    models = {ModelCase(spec, init, opset, layout if spec.batch_first else "transpose", lens)
+    models = {ModelCase(spec, init, opset, layout if spec.batch_first else "transpose", lens,
+                        lowering)
               for spec in _specs(block)
               for init in block.get("initial_state", ["input"])
               for opset in block.get("opset", [17])
               for layout in block.get("batch_layout", ["transpose"])
-              for lens in block.get("sequence_lens", [False])}
-    # batch_layout only changes batch_first models; the set drops the duplicates it makes
+              for lens in block.get("sequence_lens", [False])
+              for lowering in block.get("lowering", ["rnn"])
+              if not (lowering == "scan" and layout == "attribute")}
+    # batch_layout only changes batch_first models (the set drops the duplicates that makes),
+    # and is a property of the RNN op: the scan lowering has no layout=1 variant
     patterns = block.get("lengths", ["unsorted"])
     unknown = set(patterns) - set(LENGTH_PATTERNS)
     if unknown:

@@ -27,6 +27,7 @@ FEATURES: dict[str, Callable[[Labels], bool]] = {
     "zero initial state (no h_0)": lambda c: c.get("initial_state") == "zeros",
     "sequence_lens": lambda c: bool(c.get("sequence_lens")),
     "whole models (models/composite.py)": lambda c: bool(c.get("composite")),
+    "scan lowering (--lowering scan)": lambda c: c.get("lowering") == "scan",
 }
 _WHAT = {"fail": "silently wrong", "error": "crash/error", "unsupported": "refused"}
 # Rows isolate one feature: other rows look only at models that take h_0, handle batch_first by
@@ -35,13 +36,16 @@ _WHAT = {"fail": "silently wrong", "error": "crash/error", "unsupported": "refus
 _OWN_SCOPE = {"batch_first (layout=1 attribute)": "batch_layout",
               "zero initial state (no h_0)": "initial_state",
               "sequence_lens": "sequence_lens",
-              "whole models (models/composite.py)": "composite"}
+              "whole models (models/composite.py)": "composite",
+              "scan lowering (--lowering scan)": "lowering"}
 
 
 def _in_scope(feature: str, labels: Labels) -> bool:
     own = _OWN_SCOPE.get(feature)
     if labels.get("composite"):
         return own == "composite"
+    if labels.get("lowering", "rnn") != "rnn":
+        return own == "lowering"
     return ((own == "batch_layout" or labels.get("batch_layout", "transpose") == "transpose")
             and (own == "initial_state" or labels.get("initial_state", "input") == "input")
             and (own == "sequence_lens" or not labels.get("sequence_lens")))
@@ -98,8 +102,9 @@ def support_markdown(cells: list[dict], reports: list[dict], command: str) -> st
              + (f" GPU: {', '.join(env['gpus'])}." if env.get("gpus") else ""), "",
              "Each cell covers every conformance case of that runtime whose model has the "
              "feature (the default matrix: all nn.RNN argument combinations at several shapes); "
-             "rows other than the last three look at models that take h_0, handle batch_first "
-             "by transposes and have no sequence_lens, so each row shows one feature's effect. "
+             "the first rows look at RNN-op models that take h_0, handle batch_first by "
+             "transposes and have no sequence_lens, so each row shows one feature's effect; the "
+             "last rows cover their own kind of model. "
              "✅ all pass, with the worst error against torch float32; ◐ some pass; "
              "❌ silently wrong results (the dangerous kind); ⛔ refused at load, or crashed. "
              "Bracketed names are the reviewed entries of "

@@ -73,7 +73,8 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
     inputs (required then) and every nn.RNN lowered to native RNN nodes.
     options: opset (default 17), initial_state ("input" or "zeros", nn.RNN only),
     batch_layout ("transpose" or "attribute"; batch_first RNNs only),
-    sequence_lens (bool, nn.RNN only: add the int32 input sequence_lens [batch]);
+    sequence_lens (bool, nn.RNN only: add the int32 input sequence_lens [batch]),
+    lowering ("rnn": native RNN nodes, default; "scan": MatMul + Scan, nn.RNN only);
     for whole modules also dynamic_shapes (torch.export's; default: every dimension
     Dim.AUTO), input_names, output_names.
     """
@@ -84,7 +85,7 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
             raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}")
         module_opts = {k: options.pop(k) for k in _MODULE_ONLY if k in options}
         opts = _options(options)
-        for name in ("initial_state", "sequence_lens"):
+        for name in ("initial_state", "sequence_lens", "lowering"):
             if name in options and options[name] != getattr(ExportOptions(), name):
                 raise ExportError(f"{name} applies to exporting an nn.RNN itself; a whole "
                                   "module's inputs are whatever its forward takes")

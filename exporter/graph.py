@@ -10,6 +10,7 @@ from onnx import TensorProto, helper
 
 from . import __version__
 from .errors import ExportError
+from .lowering.scan import lower_rnn_scan
 from .lowering.stack import GraphBuilder, lower_rnn
 from .spec import ExportOptions, RNNSpec
 from .weights import LayerWeights
@@ -38,7 +39,7 @@ def _metadata(model: onnx.ModelProto, spec: RNNSpec, options: ExportOptions) -> 
 
     props = {"rnn_config": spec.to_json(), "initial_state": options.initial_state,
              "batch_layout": options.batch_layout,
-             "sequence_lens": str(options.sequence_lens).lower(), "lowering": "rnn",
+             "sequence_lens": str(options.sequence_lens).lower(), "lowering": options.lowering,
              "torch_version": torch.__version__}
     helper.set_model_props(model, props)
 
@@ -46,12 +47,16 @@ def _metadata(model: onnx.ModelProto, spec: RNNSpec, options: ExportOptions) -> 
 def build_model(spec: RNNSpec, layers: list[LayerWeights], options: ExportOptions) -> onnx.ModelProto:
     """The direct export: graph I/O named by the contract around the one lowering."""
     b = GraphBuilder(taken=("input", "h_0", "sequence_lens", "output", "h_n"))
-    lower_rnn(b, spec, layers, x="input", h0="h_0" if options.has_h0 else None, out="output",
-              h_n="h_n", seq_lens="sequence_lens" if options.sequence_lens else None,
-              batch_layout=options.batch_layout)
+    edges = dict(x="input", h0="h_0" if options.has_h0 else None, out="output", h_n="h_n",
+                 seq_lens="sequence_lens" if options.sequence_lens else None)
+    if options.lowering == "scan":
+        lower_rnn_scan(b, spec, layers, **edges)
+    else:
+        lower_rnn(b, spec, layers, batch_layout=options.batch_layout, **edges)
     inputs, outputs = _io(spec, options)
+    what = "native ONNX RNN ops" if options.lowering == "rnn" else "MatMul + Scan"
     graph = helper.make_graph(b.nodes, "rnn", inputs, outputs, initializer=b.initializers,
-                              doc_string=f"torch.nn.RNN({spec.to_json()}) as native ONNX RNN ops")
+                              doc_string=f"torch.nn.RNN({spec.to_json()}) as {what}")
     opsets = [helper.make_opsetid("", options.opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name=PRODUCER_NAME,
                               producer_version=__version__,

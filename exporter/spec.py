@@ -10,11 +10,13 @@ from typing import Any, Mapping
 from .errors import ExportError
 
 __all__ = ["RNNSpec", "ExportOptions", "NONLINEARITIES", "INITIAL_STATES", "BATCH_LAYOUTS",
+           "LOWERINGS",
            "DEFAULT_OPSET", "MIN_OPSET"]
 
 NONLINEARITIES = ("tanh", "relu")
 INITIAL_STATES = ("input", "zeros")
 BATCH_LAYOUTS = ("transpose", "attribute")
+LOWERINGS = ("rnn", "scan")
 DEFAULT_OPSET = 17
 MIN_OPSET = 14  # RNN-14 is the first version with the `layout` attribute we document.
 
@@ -138,6 +140,9 @@ class ExportOptions:
     batch_layout: str = "transpose"
     # Adds the int32 graph input sequence_lens [batch]: PackedSequence semantics (see README).
     sequence_lens: bool = False
+    # "rnn": native ONNX RNN nodes (the product's contract); "scan": MatMul + Scan (faster on
+    # onnxruntime CPU for batched inputs), same graph inputs and outputs.
+    lowering: str = "rnn"
 
     def __post_init__(self) -> None:
         from .opset import max_supported_opset
@@ -156,6 +161,12 @@ class ExportOptions:
         if self.batch_layout not in BATCH_LAYOUTS:
             raise ExportError(f"batch_layout must be one of {', '.join(BATCH_LAYOUTS)}, "
                               f"got {self.batch_layout!r}")
+        if self.lowering not in LOWERINGS:
+            raise ExportError(f"lowering must be one of {', '.join(LOWERINGS)}, "
+                              f"got {self.lowering!r}")
+        if self.lowering == "scan" and self.batch_layout == "attribute":
+            raise ExportError("batch_layout='attribute' is the RNN op's layout=1; the scan "
+                              "lowering has no RNN op (use batch_layout='transpose')")
 
     @property
     def has_h0(self) -> bool:

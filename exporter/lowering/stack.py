@@ -42,9 +42,17 @@ class GraphBuilder:
         self._names.add(name)
         return name
 
+    def child(self) -> "GraphBuilder":
+        """A builder for a subgraph (a Scan body): its own nodes, the same name space, since
+        ONNX wants subgraph names distinct from the enclosing graph's."""
+        sub = GraphBuilder()
+        sub._names, sub._prefix = self._names, self._prefix
+        return sub
+
     def initializer(self, base: str, array: np.ndarray) -> str:
         name = self.fresh(base)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        # np.asarray(order="C"), not ascontiguousarray: that one turns scalars into [1]
+        self.initializers.append(numpy_helper.from_array(np.asarray(array, order="C"), name))
         return name
 
     def node(self, op: str, inputs: list[str], outputs: list[str], **attrs) -> list[str]:

@@ -1,0 +1,209 @@
+"""`python -m conformance bench`: latency of the exported model on onnxruntime CPU next to torch
+eager, measured side by side in one process, with the machine's SGEMM floor and export times.
+
+Every number is a median of --repeats timed runs after warm-up, at a fixed thread count
+(torch.set_num_threads and onnxruntime's intra/inter-op threads), reported with the result.
+No timing is asserted anywhere: the command prints ratios and writes JSON and plots.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["Shape", "GRID", "run_bench"]
+
+
+@dataclass(frozen=True)
+class Shape:
+    I: int
+    H: int
+    layers: int
+    dirs: int
+    batch: int
+    seq: int
+
+    @property
+    def label(self) -> str:
+        return f"I{self.I} H{self.H} L{self.layers} D{self.dirs} B{self.batch} S{self.seq}"
+
+    def flops(self) -> float:
+        """Multiply-adds ×2 of every layer's input projection and recurrence."""
+        total, i = 0.0, self.I
+        for _ in range(self.layers):
+            total += 2.0 * self.dirs * self.seq * self.batch * (i + self.H) * self.H
+            i = self.dirs * self.H
+        return total
+
+
+# The grid, as data: the speed issue's four shapes, a sequence sweep and a batch sweep.
+GRID = {
+    "targets": [Shape(64, 128, 1, 1, 1, 100), Shape(64, 128, 2, 2, 8, 100),
+                Shape(256, 512, 1, 1, 64, 50), Shape(32, 64, 1, 2, 256, 200)],
+    "seq_sweep": [Shape(64, 128, 1, 1, 8, s) for s in (1, 4, 16, 64, 256, 1024)],
+    "batch_sweep": [Shape(64, 128, 1, 1, b, 100) for b in (1, 8, 64, 256)],
+}
+SMOKE = {"targets": [Shape(8, 16, 1, 2, 2, 10)], "seq_sweep": [Shape(8, 16, 1, 1, 2, s) for s in (1, 8)],
+         "batch_sweep": [Shape(8, 16, 1, 1, b, 8) for b in (1, 4)]}
+
+
+def _median(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def sgemm_rate(threads: int, n: int = 1024) -> float:
+    """FLOP/s of an n×n×n float32 matrix product in torch at this thread count."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2.0 * n ** 3 / _median(lambda: a @ b, 3, 10)
+
+
+def _session(model_bytes: bytes, threads: int) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+def _bare_rnn(spec: Any, layers: list) -> bytes:
+    """One RNN node and nothing else (inputs X, initial_h; outputs Y, Y_h): the glue baseline."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = layers[0]
+    inits = [numpy_helper.from_array(w.W, "W"), numpy_helper.from_array(w.R, "R")]
+    names = ["X", "W", "R"]
+    if w.B is not None:
+        inits.append(numpy_helper.from_array(w.B, "B"))
+        names.append("B")
+    names += [""] * (4 - len(names)) + ["", "initial_h"]
+    node = helper.make_node("RNN", names, ["Y", "Y_h"], hidden_size=spec.hidden_size,
+                            direction="bidirectional" if spec.bidirectional else "forward")
+    D, H = spec.num_directions, spec.hidden_size
+    vi = lambda n, s: helper.make_tensor_value_info(n, TensorProto.FLOAT, s)  # noqa: E731
+    graph = helper.make_graph([node], "bare", [vi("X", ["s", "b", spec.input_size]),
+                                               vi("initial_h", [D, "b", H])],
+                              [vi("Y", ["s", D, "b", H]), vi("Y_h", [D, "b", H])], inits)
+    opsets = [helper.make_opsetid("", 17)]
+    model = helper.make_model(graph, opset_imports=opsets,
+                              ir_version=helper.find_min_ir_version_for(opsets))
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def measure(shape: Shape, threads: int, warmup: int, repeats: int, rate: float) -> dict:
+    """torch eager vs each lowering on onnxruntime CPU (and the bare RNN node) for one shape."""
+    import torch
+
+    from exporter import RNNSpec, export
+    from exporter.api import module_state
+    from exporter.weights import pack_layers
+
+    torch.set_num_threads(threads)
+    spec = RNNSpec(shape.I, shape.H, shape.layers, bidirectional=shape.dirs == 2)
+    module = spec.build_module(seed=0)
+    x = np.random.default_rng(0).standard_normal((shape.seq, shape.batch, shape.I), np.float32)
+    h0 = np.zeros((shape.layers * shape.dirs, shape.batch, shape.H), np.float32)
+    xt, ht = torch.from_numpy(x), torch.from_numpy(h0)
+    with torch.no_grad():
+        torch_s = _median(lambda: module(xt, ht), warmup, repeats)
+    row: dict[str, Any] = {**asdict(shape), "label": shape.label, "threads": threads,
+                           "flops": shape.flops(), "floor_s": shape.flops() / rate,
+                           "torch_s": torch_s}
+    feeds = {"input": x, "h_0": h0}
+    for lowering in ("rnn", "scan"):
+        t0 = time.perf_counter()
+        model = export(module, lowering=lowering)
+        row[f"export_{lowering}_s"] = time.perf_counter() - t0
+        sess = _session(model.SerializeToString(), threads)
+        row[f"{lowering}_s"] = _median(lambda: sess.run(None, feeds), warmup, repeats)
+        row[f"{lowering}_over_torch"] = row[f"{lowering}_s"] / torch_s
+    if shape.layers == 1:
+        bare = _session(_bare_rnn(spec, pack_layers(module_state(module), spec)), threads)
+        bfeeds = {"X": x, "initial_h": h0}
+        row["bare_rnn_s"] = _median(lambda: bare.run(None, bfeeds), warmup, repeats)
+        row["rnn_glue_overhead"] = row["rnn_s"] / row["bare_rnn_s"] - 1
+    best = min(row["rnn_s"], row["scan_s"])
+    row["target_s"] = max(0.5 * torch_s, 1.25 * row["floor_s"])
+    row["best_over_target"] = best / row["target_s"]
+    return row
+
+
+def torch_export_times(seqs: list[int], legacy: bool) -> list[dict]:
+    """torch.onnx.export of nn.RNN(10, 20, 2, bidirectional, batch_first) vs ours, per seq."""
+    import io
+    import warnings
+
+    import torch
+
+    from exporter import export
+    from exporter.torch_onnx import _quiet
+
+    m = torch.nn.RNN(10, 20, num_layers=2, bidirectional=True, batch_first=True).eval()
+    rows = []
+    for seq in seqs:
+        x = torch.randn(2, seq, 10)
+        t0 = time.perf_counter()
+        export(m)
+        ours = time.perf_counter() - t0
+        row = {"seq": seq, "ours_s": ours}
+        with _quiet():
+            t0 = time.perf_counter()
+            prog = torch.onnx.export(m, (x,), dynamo=True, verbose=False)
+            row["torch_dynamo_s"] = time.perf_counter() - t0
+            row["torch_dynamo_nodes"] = len(prog.model_proto.graph.node)
+            if legacy:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    t0 = time.perf_counter()
+                    torch.onnx.export(m, (x,), io.BytesIO(), dynamo=False)
+                    row["torch_legacy_s"] = time.perf_counter() - t0
+        rows.append(row)
+    return rows
+
+
+def environment_line() -> dict:
+    import onnxruntime
+    import torch
+
+    from .environment import _cpu_name
+    return {"cpu": _cpu_name(), "machine": platform.machine(), "python": platform.python_version(),
+            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def run_bench(grid: dict[str, list[Shape]], threads: list[int], warmup: int, repeats: int,
+              export_seqs: list[int], legacy: bool, progress: Callable[[str], None]) -> dict:
+    result: dict[str, Any] = {"environment": environment_line(), "warmup": warmup,
+                              "repeats": repeats, "sgemm_flops": {}, "rows": {}}
+    for t in threads:
+        rate = sgemm_rate(t)
+        result["sgemm_flops"][str(t)] = rate
+        for part, shapes in grid.items():
+            for shape in shapes:
+                row = measure(shape, t, warmup, repeats, rate)
+                result["rows"].setdefault(part, []).append(row)
+                progress(f"{t} thread(s) {shape.label}: torch {row['torch_s'] * 1e3:.3f} ms, "
+                         f"rnn {row['rnn_over_torch']:.2f}x, scan {row['scan_over_torch']:.2f}x")
+    result["export"] = torch_export_times(export_seqs, legacy) if export_seqs else []
+    return result
+
+
+def write_json(result: dict, path: Path) -> None:
+    path.write_text(json.dumps(result, indent=1))
