@@ -101,7 +101,7 @@ def test_check_tells_right_from_nudged(tmp_path):
 
 
 def test_vectors_round_trip_and_replay(tmp_path):
-    r = conformance("vectors", "--select", "i10h20-l2-relu-bi", "-o", "vec", cwd=tmp_path)
+    r = conformance("vectors", "--select", "i10h20-l2-relu-bi-sf-h0in--*", "-o", "vec", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     folder = tmp_path / "vec" / "i10h20-l2-relu-bi-sf-h0in"
     sets = sorted(folder.glob("test_data_set_*"))
