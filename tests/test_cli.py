@@ -40,7 +40,7 @@ def test_help_documents_every_flag(tmp_path):
     r = cli("export", "--help", cwd=tmp_path)
     for flag in ("--output", "--input-size", "--hidden-size", "--num-layers", "--nonlinearity",
                  "--no-bias", "--batch-first", "--dropout", "--bidirectional", "--config",
-                 "--checkpoint", "--seed", "--opset", "--initial-state", "--batch-layout",
+                 "--checkpoint", "--seed", "--opset", "--initial-state", "--batch-layout", "--lowering",
                  "--sequence-lens"):
         assert flag in r.stdout
 

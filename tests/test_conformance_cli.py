@@ -127,3 +127,22 @@ def test_vectors_round_trip_and_replay(tmp_path):
     statuses = {c["runtime"]: c["status"] for c in
                 json.loads((tmp_path / "rep" / "report.json").read_text())["cells"]}
     assert statuses == {"ort-cpu": "pass", "onnx-reference": "xfail"}
+
+
+def test_bench_smoke_writes_json_plots_and_table(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- perf:begin -->\nold\n<!-- perf:end -->\ntail\n")
+    r = conformance("bench", "--smoke", "--threads", "1", "--repeats", "2", "--warmup", "1",
+                    "--export-seqs", "", "--out", "perf", "--readme", "README.md", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads((tmp_path / "perf" / "bench.json").read_text())
+    row = result["rows"]["targets"][0]
+    for key in ("torch_s", "rnn_s", "scan_s", "floor_s", "target_s", "rnn_over_torch",
+                "scan_over_torch", "export_rnn_s", "export_scan_s", "threads"):
+        assert key in row
+    assert result["sgemm_flops"]["1"] > 0
+    for png in ("ratio_to_torch.png", "latency_vs_seq.png"):
+        assert (tmp_path / "perf" / png).read_bytes()[:4] == b"\x89PNG"
+    text = readme.read_text()
+    assert "old" not in text and "| shape (I, H, layers" in text and text.endswith("tail\n")
+    assert "perf/ratio_to_torch.png" in text
