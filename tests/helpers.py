@@ -47,3 +47,17 @@ def assert_close(got: list[np.ndarray], want: list[np.ndarray]) -> None:
         assert a.shape == b.shape, f"{name}: shape {a.shape} != {b.shape}"
         bad = np.abs(a - b) > ATOL + RTOL * np.abs(b)
         assert not bad.any(), f"{name}: {bad.sum()} elements off, max err {np.abs(a - b).max()}"
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def run_module(module: str, *args: str, cwd, timeout: int = 600):
+    """`python -m <module> args…` in a real subprocess, this checkout on PYTHONPATH."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -4,23 +4,18 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import onnx
-import pytest
 import torch
 
 from models import SeedRNN
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import run_module
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "exporter", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+def cli(*args: str, cwd: Path):
+    return run_module("exporter", *args, cwd=cwd, timeout=120)
 
 
 def test_no_flags_exports_the_seed_model(tmp_path):

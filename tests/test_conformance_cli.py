@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,13 +13,11 @@ from onnx import numpy_helper
 from exporter import export
 from models import SeedRNN
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import run_module
 
 
-def conformance(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "conformance", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+def conformance(*args: str, cwd: Path):
+    return run_module("conformance", *args, cwd=cwd, timeout=600)
 
 
 def test_smoke_run_with_reports(tmp_path):

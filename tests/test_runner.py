@@ -1,9 +1,6 @@
 """The runner end to end with real torch and real runtimes (and crash/hang doubles)."""
 from __future__ import annotations
 
-import json
-import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
