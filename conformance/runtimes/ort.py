@@ -40,6 +40,8 @@ class OrtCpu(Runtime):
 
     def _session_options(self) -> Any:
         import onnxruntime as ort
+        # Refusals are reported in the cell; keep onnxruntime's own copy off the console.
+        ort.set_default_logger_severity(4)
         so = ort.SessionOptions()
         so.log_severity_level = 3
         return so
