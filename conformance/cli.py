@@ -16,6 +16,7 @@ from .runtimes import REGISTRY, runtime_names
 __all__ = ["main"]
 
 DEFAULT_RUNTIMES = "ort-cpu,ort-cuda,onnx-reference"
+SUPPORT_RUNTIMES = "ort-cpu,ort-cuda,openvino,tract,ort-node,ort-web,onnx-reference"
 
 
 def _shard_arg(text: str) -> tuple[int, int]:
@@ -84,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="build the table from these reports instead of running")
     sup.add_argument("-o", "--output", type=Path, default=Path("docs/support.md"))
     _add_common(sup)
-    sup.set_defaults(func=_cmd_support)
+    sup.set_defaults(func=_cmd_support, runtimes=SUPPORT_RUNTIMES)
 
     bench = sub.add_parser("bench", help="latency on onnxruntime CPU vs torch eager, per lowering",
                            description="Measure torch eager and each lowering on onnxruntime CPU "
