@@ -31,8 +31,17 @@ def stable_seed(text: str) -> int:
     return zlib.crc32(text.encode())
 
 
+class _Seeded:
+    """Seeds derive from the id alone, so a case's weights and inputs never depend on the
+    matrix it sits in or the order it runs in. Subclasses define `id`."""
+
+    @property
+    def seed(self) -> int:
+        return stable_seed(self.id)
+
+
 @dataclass(frozen=True)
-class ModelCase:
+class ModelCase(_Seeded):
     """One exported model: an nn.RNN config plus the export options."""
 
     spec: RNNSpec
@@ -51,10 +60,6 @@ class ModelCase:
         suffix = "" if self.opset == 17 else f"-op{self.opset}"
         return f"{self.spec.id}-{h0}{layout}{lens}{lowering}{suffix}"
 
-    @property
-    def seed(self) -> int:
-        return stable_seed(self.id)
-
     def export_options(self) -> dict[str, Any]:
         return {"opset": self.opset, "initial_state": self.initial_state,
                 "batch_layout": self.batch_layout, "sequence_lens": self.sequence_lens,
@@ -62,7 +67,7 @@ class ModelCase:
 
 
 @dataclass(frozen=True)
-class CompositeCase:
+class CompositeCase(_Seeded):
     """A whole model from models/composite.py (torch module as ground truth)."""
 
     name: str
@@ -70,10 +75,6 @@ class CompositeCase:
     @property
     def id(self) -> str:
         return f"composite-{self.name}"
-
-    @property
-    def seed(self) -> int:
-        return stable_seed(self.id)
 
 
 @dataclass(frozen=True)
@@ -89,17 +90,13 @@ class InputCase:
 
 
 @dataclass(frozen=True)
-class Case:
+class Case(_Seeded):
     model: ModelCase | CompositeCase
     inputs: InputCase
 
     @property
     def id(self) -> str:
         return f"{self.model.id}--{self.inputs.id}"
-
-    @property
-    def seed(self) -> int:
-        return stable_seed(self.id)
 
 
 def _specs(block: dict[str, Any]) -> list[RNNSpec]:
