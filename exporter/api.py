@@ -12,12 +12,24 @@ from .graph import build_model, save_atomic
 from .spec import ExportOptions, RNNSpec
 from .weights import pack_layers
 
-__all__ = ["export", "export_spec", "module_state"]
+__all__ = ["export", "export_spec", "module_state", "exportable_spec"]
 
 
 def module_state(module: Any) -> dict[str, np.ndarray]:
     """nn.RNN parameters as float32 numpy arrays keyed like its state_dict."""
     return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def exportable_spec(module: Any, name: str = "the RNN") -> RNNSpec:
+    """The spec of an nn.RNN about to be exported; refuses what the graph cannot express."""
+    try:
+        spec = RNNSpec.from_module(module)
+    except ExportError as exc:
+        raise ExportError(exc if name == "the RNN" else f"{name}: {exc}") from None
+    if module.training and spec.dropout > 0:
+        raise ExportError(f"{name} is in training mode with dropout={spec.dropout:g}; the "
+                          "exported graph is the eval-mode computation: call model.eval() first")
+    return spec
 
 
 def _check_args(spec: RNNSpec, args: Any, options: ExportOptions) -> None:
@@ -96,10 +108,7 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
     if unknown:
         raise ExportError(f"{', '.join(unknown)} apply to whole-module export, not to an nn.RNN")
     opts = _options(options)
-    spec = RNNSpec.from_module(model)
-    if model.training and spec.dropout > 0:
-        raise ExportError(f"the RNN is in training mode with dropout={spec.dropout:g}; the exported "
-                          "graph is the eval-mode computation: call model.eval() first")
+    spec = exportable_spec(model)
     if args is not None:
         _check_args(spec, args, opts)
     return _build(spec, module_state(model), f, opts)

@@ -90,17 +90,6 @@ def _find_rnns(model: Any) -> list[tuple[str, Any]]:
     return rnns
 
 
-def _check_rnn(path: str, module: Any) -> RNNSpec:
-    try:
-        spec = RNNSpec.from_module(module)
-    except ExportError as exc:
-        raise ExportError(f"{path}: {exc}") from None
-    if module.training and spec.dropout > 0:
-        raise ExportError(f"{path} is in training mode with dropout={spec.dropout:g}; the "
-                          "exported graph is the eval-mode computation: call model.eval() first")
-    return spec
-
-
 @contextlib.contextmanager
 def _swapped(model: Any, rnns: list[tuple[str, Any]], specs: list[RNNSpec]) -> Iterator[None]:
     """Replace each nn.RNN by its placeholder for the duration of the export."""
@@ -262,13 +251,13 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
     """Export any nn.Module whose forward runs nn.RNNs; each RNN becomes native RNN nodes."""
     import torch
 
-    from .api import module_state
+    from .api import exportable_spec, module_state
 
     if args is None:
         raise ExportError("exporting a whole module needs example args, as torch.onnx.export does")
     args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
     rnns = _find_rnns(model)
-    specs = [_check_rnn(path, m) for path, m in rnns]
+    specs = [exportable_spec(m, path) for path, m in rnns]
     weights = [pack_layers(module_state(m), spec) for (_, m), spec in zip(rnns, specs)]
     with torch.no_grad(), _swapped(model, rnns, specs):
         onnx_model = _torch_export(model, args, opset, dynamic_shapes, input_names, output_names)

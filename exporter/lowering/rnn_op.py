@@ -17,9 +17,10 @@ from ..weights import LayerWeights
 if TYPE_CHECKING:
     from .stack import GraphBuilder
 
-__all__ = ["lower_layer"]
+__all__ = ["lower_layer", "ACTIVATION"]
 
-_ACTIVATION = {"tanh": "Tanh", "relu": "Relu"}
+# torch's nonlinearity → the ONNX name: the RNN op's activations attribute, and the op itself
+ACTIVATION = {"tanh": "Tanh", "relu": "Relu"}
 
 
 def lower_layer(b: "GraphBuilder", x: str, h0: str | None, w: LayerWeights, spec: RNNSpec,
@@ -49,5 +50,5 @@ def lower_layer(b: "GraphBuilder", x: str, h0: str | None, w: LayerWeights, spec
     b.node("RNN", inputs, [y, y_h], name=f"rnn_{tag}", **extra,
            hidden_size=spec.hidden_size,
            direction="bidirectional" if spec.bidirectional else "forward",
-           activations=[_ACTIVATION[spec.nonlinearity]] * spec.num_directions)
+           activations=[ACTIVATION[spec.nonlinearity]] * spec.num_directions)
     return y, y_h

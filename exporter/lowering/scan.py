@@ -20,33 +20,32 @@ from onnx import TensorProto, helper
 
 from ..spec import RNNSpec
 from ..weights import LayerWeights
+from .rnn_op import ACTIVATION
 from .stack import GraphBuilder, _split_h0
 
 __all__ = ["lower_rnn_scan"]
 
-_ACTIVATION = {"tanh": "Tanh", "relu": "Relu"}
 
 
-def _zeros_state(b: GraphBuilder, x: str, H: int) -> str:
-    """[batch, H] zeros, batch read off x [seq, batch, I] at run time."""
-    shape = b.op("Shape", [x])
-    batch = b.op("Slice", [shape, b.initializer("one", np.array([1], np.int64)),
-                           b.initializer("two", np.array([2], np.int64))])
-    dims = b.op("Concat", [batch, b.initializer("hidden", np.array([H], np.int64))], axis=0)
+def _zeros_state(b: GraphBuilder, shape: str, H: int) -> str:
+    """[batch, H] zeros, batch read off x's shape [seq, batch, I] at run time."""
+    batch = b.op("Slice", [shape, b.const("one", np.array([1], np.int64)),
+                           b.const("two", np.array([2], np.int64))])
+    dims = b.op("Concat", [batch, b.const("hidden", np.array([H], np.int64))], axis=0)
     return b.op("ConstantOfShape", [dims],
                 value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
 
 
-def _mask(b: GraphBuilder, x: str, seq_lens: str) -> str:
+def _mask(b: GraphBuilder, shape: str, seq_lens: str) -> str:
     """m [seq, batch, 1] float: 1 where t < sequence_lens[b], else 0."""
-    seq = b.op("Gather", [b.op("Shape", [x]), b.initializer("zero_i", np.array(0, np.int64))])
-    t = b.op("Range", [b.initializer("start", np.array(0, np.int64)), seq,
-                       b.initializer("delta", np.array(1, np.int64))])               # [seq]
-    t = b.op("Unsqueeze", [t, b.initializer("axis1", np.array([1], np.int64))])      # [seq, 1]
+    seq = b.op("Gather", [shape, b.const("zero_i", np.array(0, np.int64))])
+    t = b.op("Range", [b.const("start", np.array(0, np.int64)), seq,
+                       b.const("delta", np.array(1, np.int64))])                     # [seq]
+    t = b.op("Unsqueeze", [t, b.const("axis1", np.array([1], np.int64))])            # [seq, 1]
     lens = b.op("Cast", [seq_lens], to=TensorProto.INT64)                            # [batch]
     valid = b.op("Less", [t, lens])                                                  # [seq, batch]
     m = b.op("Cast", [valid], to=TensorProto.FLOAT)
-    return b.op("Unsqueeze", [m, b.initializer("axis2", np.array([2], np.int64))])   # [seq, batch, 1]
+    return b.op("Unsqueeze", [m, b.const("axis2", np.array([2], np.int64))])         # [seq, batch, 1]
 
 
 def _body(b: GraphBuilder, R_T: list[str], H: int, act: str, masked: bool) -> onnx.GraphProto:
@@ -79,10 +78,10 @@ def _body(b: GraphBuilder, R_T: list[str], H: int, act: str, masked: bool) -> on
 
 def _flip(b: GraphBuilder, t: str) -> str:
     """Reverse axis 0 (time): Slice with step −1."""
-    return b.op("Slice", [t, b.initializer("flip_start", np.array([-1], np.int64)),
-                          b.initializer("flip_end", np.array([np.iinfo(np.int64).min], np.int64)),
-                          b.initializer("flip_axes", np.array([0], np.int64)),
-                          b.initializer("flip_step", np.array([-1], np.int64))])
+    return b.op("Slice", [t, b.const("flip_start", np.array([-1], np.int64)),
+                          b.const("flip_end", np.array([np.iinfo(np.int64).min], np.int64)),
+                          b.const("flip_axes", np.array([0], np.int64)),
+                          b.const("flip_step", np.array([-1], np.int64))])
 
 
 def _projection(b: GraphBuilder, x2d: str, w: LayerWeights, d: int, k: int,
@@ -101,18 +100,18 @@ def _layer(b: GraphBuilder, x: str, h0: str | None, w: LayerWeights, spec: RNNSp
     """One layer: x [seq, batch, I_k] → (y [seq, batch, dirs·H], final states [batch, H] each).
     The reverse direction works on time-flipped tensors: it runs forward over flip(x)."""
     D, H = spec.num_directions, spec.hidden_size
-    flat = b.initializer(f"flat_l{k}", np.array([-1, w.W.shape[2]], np.int64))
+    flat = b.const(f"flat_l{k}", np.array([-1, w.W.shape[2]], np.int64))
     xs = [x] if D == 1 else [x, _flip(b, x)]                            # [seq, batch, I_k]
     xws = [_projection(b, b.op("Reshape", [xd, flat]), w, d, k, edges["seq_batch_h"])
            for d, xd in enumerate(xs)]                                  # [seq, batch, H] each
     if h0 is None:
         init = [edges["zeros"]] * D
     else:                                                               # [dirs, batch, H] → [batch, H]
-        init = [b.op("Gather", [h0, b.initializer(f"dir{d}", np.array(d, np.int64))], axis=0)
+        init = [b.op("Gather", [h0, b.const(f"dir{d}", np.array(d, np.int64))], axis=0)
                 for d in range(D)]
     R_T = [b.initializer(f"RT_l{k}_d{d}", np.ascontiguousarray(w.R[d].T)) for d in range(D)]
     masks = edges["masks"]
-    body = _body(b, R_T, H, _ACTIVATION[spec.nonlinearity], masks is not None)
+    body = _body(b, R_T, H, ACTIVATION[spec.nonlinearity], masks is not None)
     finals = [b.fresh(f"hT_l{k}_d{d}") for d in range(D)]
     ys = [y_name] if D == 1 and y_name else [b.fresh(f"y_l{k}_d{d}") for d in range(D)]
     scan_inputs = xws + (masks[:D] if masks else [])
@@ -129,13 +128,14 @@ def lower_rnn_scan(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *
     if spec.batch_first:
         x = b.op("Transpose", [x], perm=[1, 0, 2])              # [batch, seq, I] → [seq, batch, I]
     H = spec.hidden_size
-    seq_batch = b.op("Slice", [b.op("Shape", [x]), b.initializer("zero_1d", np.array([0], np.int64)),
-                               b.initializer("two", np.array([2], np.int64))])   # [seq, batch]
-    edges = {"seq_batch_h": b.op("Concat", [seq_batch, b.initializer("hidden", np.array([H], np.int64))],
+    shape = b.op("Shape", [x])                                  # [seq, batch, I], read once
+    seq_batch = b.op("Slice", [shape, b.const("zero_1d", np.array([0], np.int64)),
+                               b.const("two", np.array([2], np.int64))])         # [seq, batch]
+    edges = {"seq_batch_h": b.op("Concat", [seq_batch, b.const("hidden", np.array([H], np.int64))],
                                  axis=0),
-             "zeros": _zeros_state(b, x, H) if h0 is None else None, "masks": None}
+             "zeros": _zeros_state(b, shape, H) if h0 is None else None, "masks": None}
     if seq_lens:
-        mask = _mask(b, x, seq_lens)
+        mask = _mask(b, shape, seq_lens)
         edges["masks"] = [mask, _flip(b, mask)] if spec.bidirectional else [mask]
     finals = []
     last = spec.num_layers - 1

@@ -33,6 +33,7 @@ class GraphBuilder:
         self.initializers: list[onnx.TensorProto] = []
         self._names: set[str] = set(taken)
         self._prefix = prefix
+        self._consts: dict[tuple, str] = {}
 
     def fresh(self, base: str) -> str:
         base = self._prefix + base
@@ -54,6 +55,14 @@ class GraphBuilder:
         # np.asarray(order="C"), not ascontiguousarray: that one turns scalars into [1]
         self.initializers.append(numpy_helper.from_array(np.asarray(array, order="C"), name))
         return name
+
+    def const(self, base: str, array: np.ndarray) -> str:
+        """An initializer shared by every use of the same small constant (shape, axes, steps)."""
+        array = np.asarray(array)
+        key = (array.dtype.str, array.shape, array.tobytes())
+        if key not in self._consts:
+            self._consts[key] = self.initializer(base, array)
+        return self._consts[key]
 
     def node(self, op: str, inputs: list[str], outputs: list[str], **attrs) -> list[str]:
         name = self.fresh(attrs.pop("name", None) or op.lower())
