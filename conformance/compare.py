@@ -43,7 +43,7 @@ def tolerance_for(runtime: str, output: str, dtype: str = "float32") -> Toleranc
 
 @dataclass(frozen=True)
 class Comparison:
-    passed: bool
+    verdict: str              # pass | fail | error (torch's own answer cannot be judged against)
     max_abs_err: float        # vs torch float32, worst over outputs
     max_rel_err: float        # |got − want| / |want| at non-zero want, worst over outputs
     worst_output: str | None
@@ -53,36 +53,69 @@ class Comparison:
     tolerance: dict[str, dict[str, float]]
     message: str = ""
 
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def _errors(got: np.ndarray, want: np.ndarray) -> np.ndarray:
-    """Element-wise |got − want|; a non-finite mismatch counts as infinite error."""
+    """Element-wise |got − want|, infinite wherever either side is not finite.
+
+    Only called once `want` is known to be finite; a NaN or ±Inf in `got` is never close."""
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs(got.astype(np.float64) - want.astype(np.float64))
-    same_nonfinite = ~np.isfinite(want) & (got == want)
-    return np.where(same_nonfinite, 0.0, np.where(np.isnan(err), np.inf, err))
+    return np.where(np.isfinite(err), err, np.inf)
+
+
+def _nonfinite(name: str, a: np.ndarray, who: str) -> str | None:
+    bad = ~np.isfinite(a)
+    if not bad.any():
+        return None
+    return (f"{who} {name} has {int(np.isnan(a).sum())} NaN and "
+            f"{int(np.isinf(a).sum())} ±Inf of {a.size} elements")
+
+
+def _structure(got: Mapping[str, np.ndarray], f32: Mapping[str, np.ndarray]) -> list[str]:
+    """Every declared output needs a truth and every truth an output, same dtype and shape."""
+    problems = []
+    if not f32:
+        problems.append("no truth to compare against: nothing was checked")
+    problems += [f"{n} missing from the runtime's outputs" for n in f32 if n not in got]
+    problems += [f"extra output {n} that torch does not produce" for n in got if n not in f32]
+    for name in (n for n in f32 if n in got):
+        a, want = np.asarray(got[name]), f32[name]
+        if a.dtype != want.dtype:
+            problems.append(f"{name} is {a.dtype}, torch {want.dtype}")
+        elif a.shape != want.shape:
+            problems.append(f"{name} has shape {list(a.shape)}, torch {list(want.shape)}")
+    return problems
 
 
 def compare(runtime: str, got: Mapping[str, np.ndarray], f32: Mapping[str, np.ndarray],
             f64: Mapping[str, np.ndarray]) -> Comparison:
-    """Judge every output of `got` against torch float32; report float64 errors beside it."""
+    """Judge every output of `got` against torch float32; report float64 errors beside it.
+
+    Not a pass: a missing, extra, re-typed or re-shaped output, any NaN/±Inf in the result,
+    any element outside tolerance. Not judgeable (verdict `error`): a torch answer that is
+    not finite itself, since no tolerance can say what matches NaN."""
     worst = dict(abs=0.0, rel=0.0, name=None, index=None, f64=0.0, floor=0.0)
-    tolerances, problems = {}, []
+    tolerances: dict[str, dict[str, float]] = {}
+    untrusted = [m for n, w in f32.items() if (m := _nonfinite(n, w, "torch's answer"))]
+    problems = _structure(got, f32)
     for name, want in f32.items():
         tol = tolerance_for(runtime, name)
         tolerances[name] = asdict(tol)
-        if name not in got:
-            problems.append(f"{name} missing")
+        a = np.asarray(got.get(name, np.empty(0)))
+        if name not in got or a.shape != want.shape or not np.isfinite(want).all():
             continue
-        a = np.asarray(got[name])
-        if a.shape != want.shape:
-            problems.append(f"{name} has shape {list(a.shape)}, torch {list(want.shape)}")
-            continue
+        if (m := _nonfinite(name, a, "the runtime's")):
+            problems.append(m)
         err = _errors(a, want)
         bad = err > tol.atol + tol.rtol * np.abs(want)
-        if bad.any():
+        if bad.any() and not m:
             problems.append(f"{name}: {int(bad.sum())}/{bad.size} elements outside tolerance")
         if err.size and err.max() >= worst["abs"]:
             worst.update(abs=float(err.max()), name=name,
@@ -90,10 +123,15 @@ def compare(runtime: str, got: Mapping[str, np.ndarray], f32: Mapping[str, np.nd
         nz = want != 0
         if nz.any():
             worst["rel"] = max(worst["rel"], float((err[nz] / np.abs(want[nz])).max()))
-        if err.size:
+        if err.size and name in f64:
             worst["f64"] = max(worst["f64"], float(_errors(a, f64[name]).max()))
             worst["floor"] = max(worst["floor"], float(_errors(want, f64[name]).max()))
-    return Comparison(passed=not problems, max_abs_err=worst["abs"], max_rel_err=worst["rel"],
+    if untrusted:
+        verdict = "error"
+        problems = [f"{m}: nothing to judge against" for m in untrusted] + problems
+    else:
+        verdict = "fail" if problems else "pass"
+    return Comparison(verdict=verdict, max_abs_err=worst["abs"], max_rel_err=worst["rel"],
                       worst_output=worst["name"], worst_index=worst["index"],
                       max_abs_err_f64=worst["f64"], torch_f32_err=worst["floor"],
                       tolerance=tolerances, message="; ".join(problems))

@@ -95,6 +95,7 @@ def _markdown(report: dict) -> str:
     for rt, info in report["runtimes"].items():
         if not info["available"]:
             lines += [f"- `{rt}` unavailable: {info['reason']}"]
+    lines += _placement_lines(report)
     notable = [c for c in cells if c["status"] not in ("pass", "unavailable")]
     if notable:
         lines += ["", "## Cells that are not a plain pass", "",
@@ -114,6 +115,34 @@ def _markdown(report: dict) -> str:
             w = max(ok, key=lambda c: c["max_abs_err"])
             lines.append(f"| {rt} | {len(ok)} | {_fmt(w['max_abs_err'])} | `{w['case']}` |")
     return "\n".join(lines) + "\n"
+
+
+def placement_summary(cells: list[dict]) -> dict[str, dict[str, dict[str, int]]]:
+    """runtime → op type → provider → nodes, each model's placement counted once."""
+    seen: dict[tuple[str, str], dict] = {}
+    for c in cells:
+        if c.get("placement"):
+            seen.setdefault((c["runtime"], c["model"]), c["placement"])
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for (rt, _), table in seen.items():
+        for op, provs in table.items():
+            for prov, n in provs.items():
+                slot = out.setdefault(rt, {}).setdefault(op, {})
+                slot[prov] = slot.get(prov, 0) + n
+    return out
+
+
+def _placement_lines(report: dict) -> list[str]:
+    summary = placement_summary(report["cells"])
+    if not summary:
+        return []
+    lines = ["", "## Placement (which provider ran each node, from the runtime's profile)", "",
+             "| runtime | op type | provider: nodes, over all models |", "|---|---|---|"]
+    for rt, ops in summary.items():
+        for op, provs in sorted(ops.items()):
+            lines.append(f"| {rt} | {op} | "
+                         + ", ".join(f"{p}: {n}" for p, n in sorted(provs.items())) + " |")
+    return lines
 
 
 def _heatmap(report: dict, path: Path) -> None:

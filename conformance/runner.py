@@ -138,18 +138,20 @@ def _cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
         "provider": None, "wall_s": None, "max_abs_err": None, "max_rel_err": None,
         "worst_output": None, "worst_index": None, "max_abs_err_f64": None,
         "torch_f32_err": None, "tolerance": None, "divergence": None, "message": "",
-        "silently_wrong": False,
+        "silently_wrong": False, "placement": None,
     }
     if outcome is None:
         cell.update(status="unavailable", observed="unavailable", message=info["reason"])
         return cell
     status = outcome.kind
     cell.update(provider=outcome.provider or None, wall_s=round(outcome.seconds, 6),
-                message=outcome.message)
-    if outcome.kind == "ok":
+                message=outcome.message, placement=outcome.placement)
+    if outcome.kind == "ok" or outcome.outputs:   # also a run that placed nodes where it must not: errors recorded
         cmp = compare(runtime, outcome.outputs, p.f32, p.f64)
-        status = "pass" if cmp.passed else "fail"
-        cell.update({k: v for k, v in cmp.as_dict().items() if k != "passed"})
+        cell.update({k: v for k, v in cmp.as_dict().items() if k not in ("verdict", "message")})
+        if outcome.kind == "ok":
+            status = cmp.verdict
+            cell["message"] = cmp.message
     cell["observed"] = status
     entry = match(divergences, runtime, info.get("version"), p.case_id)
     cell["status"], note = _classify(status, entry)

@@ -31,6 +31,7 @@ class Outcome:
     provider: str = ""
     seconds: float = 0.0
     message: str = ""
+    placement: dict[str, dict[str, int]] | None = None
 
 
 class _Host:
@@ -62,7 +63,12 @@ class _Host:
         except Exception as exc:
             return Outcome("error", message=one_line(exc))
         seconds = time.perf_counter() - start
-        return Outcome("ok", outputs, self.runtime.provider(self._session), seconds)
+        provider = self.runtime.provider(self._session)
+        placement = self.runtime.placement(self._session)
+        problem = self.runtime.placement_problem(self._session)
+        if problem:   # it ran, but not (only) where this runtime promises: never a pass
+            return Outcome("unsupported", outputs, provider, seconds, problem, placement)
+        return Outcome("ok", outputs, provider, seconds, placement=placement)
 
 
 def _serve(conn: Any, name: str) -> None:

@@ -9,7 +9,7 @@ import os
 import signal
 import time
 
-from conformance.runtimes.ort import OrtCpu
+from conformance.runtimes.ort import OrtCpu, OrtCuda
 
 
 class CrashOnSeq1(OrtCpu):
@@ -35,3 +35,25 @@ class BrokenStart(OrtCpu):
 
     def available(self):
         raise RuntimeError("simulated broken installation")
+
+
+class StandInAccelerator(OrtCuda):
+    """The strict CUDA adapter with the CPU wheel's AzureExecutionProvider standing in for an
+    accelerator: it takes no standard op, so every real node must land on the CPU provider.
+    Everything else (strict load, fallback policy, profile-based placement) is the real code."""
+
+    name = "stand-in-accelerator"
+    provider_name = "AzureExecutionProvider"
+
+    def provider_options(self):
+        return {}
+
+    def probe_model(self):
+        """A model with no nodes (graph output = graph input): all a stand-in can take."""
+        from onnx import TensorProto, helper
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+        graph = helper.make_graph([], "probe", [x], [x])
+        opsets = [helper.make_opsetid("", 17)]
+        return helper.make_model(graph, opset_imports=opsets,
+                                 ir_version=helper.find_min_ir_version_for(opsets)
+                                 ).SerializeToString()

@@ -14,13 +14,15 @@ _F = {"Tanh": np.tanh, "Relu": lambda v: np.maximum(v, 0.0)}
 
 
 def rnn_op(x, W, R, B, h0, activation):
-    """x [seq, batch, I]; W [dirs, H, I]; R [dirs, H, H]; B [dirs, 2H] | None; h0 [dirs, batch, H].
-    Returns Y [seq, dirs, batch, H], Y_h [dirs, batch, H] in float64."""
+    """x [seq, batch, I]; W [dirs, H, I]; R [dirs, H, H]; B [dirs, 2H] | None; h0 [dirs, batch, H];
+    activation: one name for every direction, or a list with one per direction (as the op's
+    `activations` attribute). Returns Y [seq, dirs, batch, H], Y_h [dirs, batch, H] in float64."""
     dirs, H = W.shape[0], W.shape[1]
-    f = _F[activation]
+    acts = [activation] * dirs if isinstance(activation, str) else list(activation)
     Y = np.zeros((x.shape[0], dirs, x.shape[1], H))
     Yh = np.zeros((dirs, x.shape[1], H))
     for d in range(dirs):
+        f = _F[acts[d]]
         bias = 0.0 if B is None else B[d, :H] + B[d, H:]
         h = h0[d]
         steps = range(x.shape[0]) if d == 0 else reversed(range(x.shape[0]))

@@ -45,3 +45,41 @@ def test_nan_shape_and_missing_outputs_fail():
 def test_tolerances_are_data():
     assert tolerance_for("ort-cpu", "output").atol == 1e-5
     assert tolerance_for("ort-cuda-tf32", "h_n").atol > tolerance_for("ort-cuda", "h_n").atol
+
+
+def _one(got, want):
+    g, w = np.array([got], np.float32), np.array([want], np.float32)
+    return compare("ort-cpu", {"y": g}, {"y": w}, {"y": w.astype(np.float64)})
+
+
+def test_nonfinite_truth_is_never_a_pass():
+    """numpy.isclose's rule is never true-or-false for NaN/Inf truth: judged explicitly."""
+    for got, want in [(123456.0, np.nan), (-np.inf, np.inf), (0.0, np.inf), (np.inf, np.inf),
+                      (np.nan, np.nan), (1.0, -np.inf)]:
+        c = _one(got, want)
+        assert c.verdict == "error" and not c.passed, (got, want)
+        assert "torch's answer y has" in c.message and "nothing to judge against" in c.message
+
+
+def test_nonfinite_result_never_passes_a_finite_truth():
+    for got in (np.nan, np.inf, -np.inf):
+        c = _one(got, 1.0)
+        assert c.verdict == "fail", got
+        assert "the runtime's y has" in c.message
+    assert _one(1.0, 1.0).verdict == "pass"
+
+
+def test_every_output_needs_a_truth_and_every_truth_an_output():
+    f32, f64 = _truth()
+    extra = {**f32, "debug": np.zeros(3, np.float32)}
+    c = compare("ort-cpu", extra, f32, f64)
+    assert c.verdict == "fail" and "extra output debug" in c.message
+    c = compare("ort-cpu", f32, {}, {})
+    assert c.verdict == "fail" and "nothing was checked" in c.message
+
+
+def test_output_dtype_must_be_torchs():
+    f32, f64 = _truth()
+    doubled = {k: v.astype(np.float64) for k, v in f32.items()}
+    c = compare("ort-cpu", doubled, f32, f64)
+    assert c.verdict == "fail" and "output is float64, torch float32" in c.message

@@ -38,6 +38,16 @@ class Runtime(ABC):
         """What actually executed the model (device or execution provider)."""
         return self.name
 
+    def placement(self, session: Any) -> dict[str, dict[str, int]] | None:
+        """Which provider ran which nodes (op type → provider → node count), if the runtime
+        can tell; read after the session's first run."""
+        return None
+
+    def placement_problem(self, session: Any) -> str | None:
+        """Why the run does not count as a run on this runtime's device, if it does not
+        (e.g. the recurrent nodes ran on the CPU in a CUDA cell). None: it counts."""
+        return None
+
     def options(self) -> dict[str, Any]:
         """Settings that change numerics (precision, TF32...), recorded in every cell."""
         return {}
