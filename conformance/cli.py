@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +25,20 @@ def _shard_arg(text: str) -> tuple[int, int]:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected i/N, got {text!r}") from None
+    if n < 1 or not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"expected i/N with 1 ≤ i ≤ N, got {text!r}")
     return i, n
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -39,8 +53,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="where report.json, junit.xml, report.md, heatmap.png go "
                         "(default conformance-report)")
     p.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers (default 1)")
-    p.add_argument("--timeout", type=float, default=120.0,
+    p.add_argument("--timeout", type=_seconds, default=120.0,
                    help="seconds one cell may take before it is an error (default 120)")
+    p.add_argument("--start-timeout", type=_seconds, default=120.0,
+                   help="seconds a runtime's worker may take to start and say whether it is "
+                        "available; longer is an error for its every cell (default 120)")
     p.add_argument("--no-heatmap", action="store_true", help="skip the PNG heat map")
 
 
@@ -128,12 +145,13 @@ def _execute(prepared: list[Prepared], args: argparse.Namespace, meta: dict) -> 
     from .environment import environment
     from .report import build_report, write_reports
 
-    if not prepared:
-        raise ExportError("no cases selected")
     runtimes = _runtimes(args)
+    if not prepared:
+        print("nothing was checked: no case selected; exit 1")
+        return 1
     with progress.Live(len(prepared) * len(runtimes)) as bar:
         result = execute(prepared, runtimes, jobs=args.jobs, timeout=args.timeout,
-                         on_cell=bar.advance)
+                         start_timeout=args.start_timeout, on_cell=bar.advance)
     report = build_report(result, environment(), meta)
     files = write_reports(report, args.report_dir, heatmap=not args.no_heatmap)
     progress.summary(result, args.require)

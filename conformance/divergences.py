@@ -1,8 +1,13 @@
-"""Known runtime divergences (divergences.toml): strict expected failures with reasons."""
+"""Known runtime divergences (divergences.toml): strict expected failures with reasons.
+
+An entry matches a cell by runtime, runtime version and the cell's *features*, which are read
+from the model graph and the feeds (conformance/features.py), never from a file or case name:
+renaming a file can never turn a fail into an xfail."""
 from __future__ import annotations
 
 import fnmatch
 import tomllib
+from collections.abc import Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,14 +16,16 @@ from packaging.version import InvalidVersion, Version
 
 from exporter.errors import ExportError
 
+from .features import FEATURES
+
 __all__ = ["Divergence", "load_divergences", "match", "STATUS_FOR_KIND", "DIVERGENCES_FILE"]
 
 DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
 # The cell status each kind of divergence stands for.
 STATUS_FOR_KIND = {"wrong-result": "fail", "refusal": "unsupported", "crash": "error"}
-_FIELDS = ("id", "runtime", "versions", "cases", "kind", "summary", "repro", "citation",
+_FIELDS = ("id", "runtime", "versions", "features", "kind", "summary", "repro", "citation",
            "reviewed")
-_OPTIONAL = ("except_cases",)
+_OPTIONAL = ("unless",)
 
 
 def _globs(value: str | list | tuple) -> tuple[str, ...]:
@@ -27,18 +34,19 @@ def _globs(value: str | list | tuple) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Divergence:
-    """A reviewed entry. `runtime`, `cases` and `kind` may each be one value or a list."""
+    """A reviewed entry. `runtime` and `kind` may each be one value or a list. It covers a cell
+    whose features include every one of `features` and no complete set of `unless`."""
 
     id: str
     runtime: str | tuple[str, ...]
     versions: str
-    cases: tuple[str, ...]
+    features: frozenset[str]
     kind: str | tuple[str, ...]
     summary: str
     repro: str
     citation: str
     reviewed: str
-    except_cases: tuple[str, ...] = ()
+    unless: tuple[frozenset[str], ...] = ()
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -49,12 +57,10 @@ class Divergence:
         """The cell statuses this entry stands for."""
         return tuple(STATUS_FOR_KIND[k] for k in self.kinds)
 
-    def applies(self, runtime: str, version: str | None, case_id: str) -> bool:
+    def applies(self, runtime: str, version: str | None, features: Set[str]) -> bool:
         if not any(fnmatch.fnmatchcase(runtime, pat) for pat in _globs(self.runtime)):
             return False
-        if not any(fnmatch.fnmatchcase(case_id, pat) for pat in self.cases):
-            return False
-        if any(fnmatch.fnmatchcase(case_id, pat) for pat in self.except_cases):
+        if not self.features <= features or any(u <= features for u in self.unless):
             return False
         try:
             return version is not None and Version(version) in SpecifierSet(self.versions)
@@ -73,14 +79,21 @@ def _entry(raw: dict, where: str) -> Divergence:
         SpecifierSet(raw["versions"])
     except InvalidSpecifier:
         raise ExportError(f"{where}: bad version specifier {raw['versions']!r}") from None
-    cases = raw["cases"]
-    if not isinstance(cases, list) or not cases:
-        raise ExportError(f"{where}: cases must be a non-empty list of globs")
-    return Divergence(**{**raw, "cases": tuple(cases),
+    features = raw["features"]
+    unless = raw.get("unless", [])
+    if not isinstance(features, list) or not features:
+        raise ExportError(f"{where}: features must be a non-empty list")
+    if not isinstance(unless, list) or not all(isinstance(u, list) and u for u in unless):
+        raise ExportError(f"{where}: unless must be a list of non-empty feature lists")
+    unknown = sorted(set(features).union(*unless) - FEATURES)
+    if unknown:
+        raise ExportError(f"{where}: unknown feature(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(FEATURES))}")
+    return Divergence(**{**raw, "features": frozenset(features),
                          "runtime": raw["runtime"] if isinstance(raw["runtime"], str)
                          else tuple(raw["runtime"]),
                          "kind": raw["kind"] if isinstance(raw["kind"], str) else tuple(raw["kind"]),
-                         "except_cases": tuple(raw.get("except_cases", ()))})
+                         "unless": tuple(frozenset(u) for u in unless)})
 
 
 def load_divergences(path: Path = DIVERGENCES_FILE) -> list[Divergence]:
@@ -97,6 +110,6 @@ def load_divergences(path: Path = DIVERGENCES_FILE) -> list[Divergence]:
 
 
 def match(entries: list[Divergence], runtime: str, version: str | None,
-          case_id: str) -> Divergence | None:
+          features: Set[str]) -> Divergence | None:
     """The first entry that applies to this cell, if any (so narrower entries go first)."""
-    return next((e for e in entries if e.applies(runtime, version, case_id)), None)
+    return next((e for e in entries if e.applies(runtime, version, features)), None)

@@ -62,7 +62,9 @@ def summary(result: RunResult, required: Iterable[str] = ()) -> None:
                       f"{max(errs):.1e}" if errs else "–")
     out.print(table)
     for rt, info in result.runtimes.items():
-        if not info["available"]:
+        if info.get("error"):
+            out.print(f"[magenta]{rt} broken: {info['error']}[/]", highlight=False)
+        elif not info["available"]:
             out.print(f"[dim]{rt} unavailable: {info['reason']}[/dim]", highlight=False)
     bad = [c for c in result.cells if c["status"] in ("fail", "error", "unsupported", "xpass")]
     for c in bad[:25]:
@@ -74,6 +76,9 @@ def summary(result: RunResult, required: Iterable[str] = ()) -> None:
     for r in required:
         if not result.runtimes.get(r, {}).get("available"):
             out.print(f"[bold red]required runtime {r} is unavailable[/]")
+    if not result.judged():
+        out.print("[bold red]nothing was checked: no cell was judged (every runtime "
+                  "unavailable, or no case selected); exit 1[/]")
     counts = result.counts()
     out.print(", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
               + f" in {result.seconds:.1f}s", highlight=False)

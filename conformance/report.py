@@ -93,7 +93,9 @@ def _markdown(report: dict) -> str:
     lines += ["", f"**Silently wrong results** (the runtime answered without complaint, and "
               f"the answer is wrong): {len(wrong)}"]
     for rt, info in report["runtimes"].items():
-        if not info["available"]:
+        if info.get("error"):
+            lines += [f"- `{rt}` broken (every cell `error`): {info['error']}"]
+        elif not info["available"]:
             lines += [f"- `{rt}` unavailable: {info['reason']}"]
     lines += _placement_lines(report)
     notable = [c for c in cells if c["status"] not in ("pass", "unavailable")]

@@ -17,6 +17,7 @@ from exporter.graph import save_atomic
 
 from .compare import compare
 from .divergences import Divergence, load_divergences, match
+from .features import case_features
 from .matrix import Case, CompositeCase
 from .truth import make_feeds, module_truth, torch_truth
 from .worker import InProcess, Outcome, Worker, one_line
@@ -40,6 +41,12 @@ class Prepared:
     labels: dict[str, Any] = field(default_factory=dict)   # model axes, for reports
     problem: str = ""                                        # preparation failed: why
 
+    def features(self) -> frozenset[str]:
+        """What the model and these feeds are (read from the files, never from the ids)."""
+        if self.problem or not Path(self.model_path).is_file():
+            return frozenset()
+        return case_features(self.model_path, self.feeds)
+
 
 @dataclass
 class RunResult:
@@ -50,9 +57,16 @@ class RunResult:
     def counts(self) -> dict[str, int]:
         return {s: sum(c["status"] == s for c in self.cells) for s in STATUSES}
 
+    def judged(self) -> int:
+        """Cells that were actually checked (anything but unavailable)."""
+        return sum(c["status"] != "unavailable" for c in self.cells)
+
     def failed(self, required: Iterable[str] = ()) -> bool:
+        """A run is red on a failing cell, a missing required runtime, or when nothing at all
+        was checked: a run that judged nothing proves nothing."""
         missing = [r for r in required if not self.runtimes.get(r, {}).get("available")]
-        return bool(missing) or any(c["status"] in FAILING for c in self.cells)
+        return (bool(missing) or any(c["status"] in FAILING for c in self.cells)
+                or not self.judged())
 
 
 def _labels(case: Case) -> dict[str, Any]:
@@ -153,7 +167,7 @@ def _cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
             status = cmp.verdict
             cell["message"] = cmp.message
     cell["observed"] = status
-    entry = match(divergences, runtime, info.get("version"), p.case_id)
+    entry = match(divergences, runtime, info.get("version"), p.features())
     cell["status"], note = _classify(status, entry)
     if entry is not None:
         cell["divergence"] = {"id": entry.id, "kind": entry.kind, "summary": entry.summary,
@@ -187,15 +201,15 @@ class _Pool:
 def _describe(runtime: str, factory: Callable[[str], Any]) -> dict[str, Any]:
     host = factory(runtime)
     try:
-        reason, version, options = host.describe()
+        reason, version, options, error = host.describe()
     finally:
         host.close()
-    return {"available": reason is None, "reason": reason, "version": version,
-            "options": options}
+    return {"available": reason is None and error is None, "reason": reason, "error": error,
+            "version": version, "options": options}
 
 
 def execute(prepared: list[Prepared], runtimes: list[str], *, jobs: int = 1,
-            timeout: float = 120.0, isolate: bool = True,
+            timeout: float = 120.0, start_timeout: float = 120.0, isolate: bool = True,
             on_cell: Callable[[dict], None] | None = None,
             divergences: list[Divergence] | None = None) -> RunResult:
     """Run every prepared case on every runtime; cells come back in (case, runtime) order."""
@@ -203,22 +217,27 @@ def execute(prepared: list[Prepared], runtimes: list[str], *, jobs: int = 1,
     divergences = load_divergences() if divergences is None else divergences
 
     def factory(name: str) -> Any:
-        return Worker(name, timeout) if isolate else InProcess(name, timeout)
+        return (Worker(name, timeout, start_timeout) if isolate
+                else InProcess(name, timeout, start_timeout))
 
     infos = {rt: _describe(rt, factory) for rt in runtimes}
-    groups = [(rt, [p for p in prepared if p.model_id == mid])
-              for rt in runtimes for mid in dict.fromkeys(p.model_id for p in prepared)]
+    # Cells are keyed by position, never by case id: ids come from files in replay, and two
+    # sets claiming one id must still give two verdicts.
+    groups = [(rt, [(k, p) for k, p in enumerate(prepared) if p.model_path == path])
+              for rt in runtimes for path in dict.fromkeys(p.model_path for p in prepared)]
     pool = _Pool(factory)
-    results: dict[tuple[str, str], dict] = {}
+    results: dict[tuple[int, str], dict] = {}
 
-    def run_group(rt: str, items: list[Prepared]) -> None:
-        for p in items:
+    def run_group(rt: str, items: list[tuple[int, Prepared]]) -> None:
+        for k, p in items:
             outcome = None
-            if infos[rt]["available"]:
+            if infos[rt]["error"]:      # the adapter broke: every cell says so, never absent
+                outcome = Outcome("error", message=infos[rt]["error"])
+            elif infos[rt]["available"]:
                 outcome = (Outcome("error", message=p.problem) if p.problem
                            else pool.get(rt).run(p.model_path, p.feeds))
             cell = _cell(p, rt, infos[rt], outcome, divergences)
-            results[(p.case_id, rt)] = cell
+            results[(k, rt)] = cell
             if on_cell:
                 on_cell(cell)
 
@@ -228,7 +247,7 @@ def execute(prepared: list[Prepared], runtimes: list[str], *, jobs: int = 1,
                 fut.result()
     finally:
         pool.close()
-    cells = [results[(p.case_id, rt)] for p in prepared for rt in runtimes]
+    cells = [results[(k, rt)] for k in range(len(prepared)) for rt in runtimes]
     return RunResult(infos, cells, time.perf_counter() - start)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -18,12 +19,36 @@ def write_tensors(folder: Path, prefix: str, tensors: dict[str, np.ndarray]) -> 
         (folder / f"{prefix}_{i}.pb").write_bytes(proto.SerializeToString())
 
 
-def read_tensors(folder: Path, prefix: str) -> dict[str, np.ndarray]:
-    """Name → array, in file-number order."""
-    out = {}
-    files = sorted(Path(folder).glob(f"{prefix}_*.pb"), key=lambda p: int(p.stem.split("_")[1]))
-    for path in files:
+def _index(path: Path) -> int:
+    try:
+        return int(path.stem.split("_", 1)[1])
+    except ValueError:
+        raise ValueError(f"{path.name}: expected <prefix>_<number>.pb") from None
+
+
+def read_tensors(folder: Path, prefix: str, names: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Name → array, in file-number order.
+
+    A tensor without a name takes the graph's name at its position (`names`, the graph's
+    inputs or outputs in order), as onnx's backend test runner matches them; onnx's own
+    shipped test data is like that. Two tensors with one name, or an unnamed tensor past the
+    graph's names, raise ValueError: a folder that cannot be matched is never half-judged."""
+    out: dict[str, np.ndarray] = {}
+    files = sorted(Path(folder).glob(f"{prefix}_*.pb"), key=_index)
+    for k, path in enumerate(files):
         proto = onnx.TensorProto()
-        proto.ParseFromString(path.read_bytes())
-        out[proto.name] = numpy_helper.to_array(proto)
+        try:
+            proto.ParseFromString(path.read_bytes())
+            array = numpy_helper.to_array(proto)
+        except Exception as exc:
+            raise ValueError(f"{path}: not a readable TensorProto ({exc})") from None
+        name = proto.name
+        if not name:
+            if k >= len(names):
+                raise ValueError(f"{path}: unnamed tensor at position {k}, and the graph has "
+                                 f"only {len(names)} {prefix}s")
+            name = names[k]
+        if name in out:
+            raise ValueError(f"{folder}: two {prefix} tensors named {name!r}")
+        out[name] = array
     return out

@@ -46,8 +46,51 @@ def write_vectors(prepared: list[Prepared], out: Path) -> list[Path]:
     return list(folders.values())
 
 
+def _graph_names(model_path: Path) -> tuple[list[str], list[str]]:
+    """The graph's input names (initializers excluded) and output names, in order."""
+    import onnx
+    try:
+        graph = onnx.load(str(model_path), load_external_data=False).graph
+    except Exception as exc:
+        raise ValueError(f"{model_path}: not a readable ONNX model ({exc})") from None
+    inits = {t.name for t in graph.initializer}
+    return [i.name for i in graph.input if i.name not in inits], [o.name for o in graph.output]
+
+
+def _read_set(folder: Path, data: Path, names: tuple[list[str], list[str]] | None,
+              problem: str) -> Prepared:
+    meta_file = data / "case.json"
+    try:   # case.json names the case for the reports; no verdict depends on it
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    except (OSError, ValueError):
+        meta = {}
+    model = folder / "model.onnx"
+    case = str(meta.get("case", f"{folder.name}--{data.name}"))
+    feeds: dict = {}
+    f32: dict = {}
+    f64: dict = {}
+    if not problem and names is not None:
+        try:
+            feeds = read_tensors(data, "input", names[0])
+            f32 = read_tensors(data, "output", names[1])
+            f64_dir = folder / "truth_f64" / data.name
+            f64 = read_tensors(f64_dir, "output", names[1]) if f64_dir.is_dir() else f32
+            if set(f64) != set(f32):
+                raise ValueError(f"{f64_dir}: float64 truth for {sorted(f64)}, "
+                                 f"float32 truth for {sorted(f32)}")
+        except (OSError, ValueError) as exc:
+            problem = f"unreadable test vectors: {exc}"
+    return Prepared(case, str(meta.get("model", folder.name)), str(model), feeds, f32, f64,
+                    meta.get("labels", {}) if isinstance(meta.get("labels"), dict) else {},
+                    problem)
+
+
 def read_vectors(root: Path) -> list[Prepared]:
-    """Every case under `root` (a model folder, or a folder of model folders)."""
+    """Every case under `root` (a model folder, or a folder of model folders).
+
+    Tensors are matched to the graph by name, or by position where unnamed. A folder whose
+    files cannot be matched becomes an error cell; a set with no truth is judged (and fails:
+    nothing to compare is never a pass)."""
     root = Path(root)
     models = [root] if (root / "model.onnx").is_file() else sorted(
         p.parent for p in root.glob("*/model.onnx"))
@@ -55,15 +98,16 @@ def read_vectors(root: Path) -> list[Prepared]:
         raise ExportError(f"no test vectors under {root} (expected */model.onnx)")
     prepared = []
     for folder in models:
-        sets = sorted(folder.glob("test_data_set_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
-        for data in sets:
-            meta_file = data / "case.json"
-            meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-            f32 = read_tensors(data, "output")
-            f64_dir = folder / "truth_f64" / data.name
-            f64 = read_tensors(f64_dir, "output") if f64_dir.is_dir() else f32
-            prepared.append(Prepared(meta.get("case", f"{folder.name}--{data.name}"),
-                                     meta.get("model", folder.name), str(folder / "model.onnx"),
-                                     read_tensors(data, "input"), f32, f64,
-                                     meta.get("labels", {})))
+        problem, names = "", None
+        try:
+            names = _graph_names(folder / "model.onnx")
+        except ValueError as exc:
+            problem = str(exc)
+        sets = [d for d in folder.glob("test_data_set_*") if d.is_dir()]
+        sets.sort(key=lambda p: (len(p.name), p.name))
+        if not sets:
+            prepared.append(Prepared(f"{folder.name}--no-data", folder.name,
+                                     str(folder / "model.onnx"), {}, {}, {}, {},
+                                     problem or "no test_data_set_* folder: nothing to check"))
+        prepared += [_read_set(folder, data, names, problem) for data in sets]
     return prepared

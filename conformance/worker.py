@@ -1,15 +1,15 @@
 """Runs one runtime adapter in its own process, so a crash or a hang costs one cell only.
 
 Protocol over a Pipe (parent → child): ("run", model_path, feeds) or None to stop.
-Child → parent: ("hello", unavailable_reason, version, options) once, then per request
-("ok", outputs, provider, seconds) | ("unsupported", message) | ("error", message).
+Child → parent: ("hello", unavailable_reason, version, options, error) once, then per request
+an Outcome. `unavailable_reason` is set only when the adapter itself says its runtime is not
+installed or has no device here; any exception while starting or asking is `error`.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import signal
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -43,11 +43,14 @@ class _Host:
         self._path: str | None = None
         self._session: Any = None
 
-    def hello(self) -> tuple[str | None, str | None, dict]:
-        reason = self.runtime.available()
-        if reason:
-            return reason, None, {}
-        return None, self.runtime.version(), self.runtime.options()
+    def hello(self) -> "Hello":
+        try:
+            reason = self.runtime.available()
+            if reason:
+                return reason, None, {}, None
+            return None, self.runtime.version(), self.runtime.options(), None
+        except Exception as exc:   # a broken adapter or installation is an error, not absence
+            return None, None, {}, f"{self.runtime.name} failed to start: {one_line(exc)}"
 
     def run(self, model_path: str, feeds: Mapping[str, np.ndarray]) -> Outcome:
         if model_path != self._path:
@@ -75,11 +78,10 @@ def _serve(conn: Any, name: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
     try:
         host = _Host(name)
-        conn.send(("hello", *host.hello()))
     except Exception as exc:
-        conn.send(("hello", f"adapter failed to start: {one_line(exc)}", None, {}))
-        traceback.print_exc()
+        conn.send(("hello", None, None, {}, f"{name} adapter failed to load: {one_line(exc)}"))
         return
+    conn.send(("hello", *host.hello()))
     while True:
         msg = conn.recv()
         if msg is None:
@@ -88,14 +90,21 @@ def _serve(conn: Any, name: str) -> None:
         conn.send(host.run(model_path, feeds))
 
 
-class Worker:
-    """A child process hosting runtime `name`; restarted after a crash or a timeout."""
+# (unavailable reason, version, options, error): exactly one of reason / error, or neither.
+Hello = tuple[str | None, str | None, dict, str | None]
 
-    def __init__(self, name: str, timeout: float = 120.0) -> None:
-        self.name, self.timeout = name, timeout
+
+class Worker:
+    """A child process hosting runtime `name`; restarted after a crash or a timeout.
+
+    `timeout` bounds one cell; `start_timeout` bounds the child's start and its first answer
+    (importing a runtime can be slow, and is not a cell)."""
+
+    def __init__(self, name: str, timeout: float = 120.0, start_timeout: float = 120.0) -> None:
+        self.name, self.timeout, self.start_timeout = name, timeout, start_timeout
         self._proc: Any = None
         self._conn: Any = None
-        self.hello: tuple[str | None, str | None, dict] | None = None
+        self.hello: Hello | None = None
 
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
@@ -105,24 +114,25 @@ class Worker:
         self._proc.start()
         child.close()
         self._conn = parent
-        if not parent.poll(self.timeout):
+        if not parent.poll(self.start_timeout):
             self._kill()
-            raise TimeoutError(f"{self.name} worker did not start within {self.timeout:g}s")
+            raise TimeoutError(f"{self.name} worker did not start within "
+                               f"{self.start_timeout:g}s")
         try:
-            _, reason, version, options = parent.recv()
+            _, reason, version, options, error = parent.recv()
         except EOFError:
             self._kill()
             raise RuntimeError(f"{self.name} worker died while starting "
                                f"(exit code {self._proc.exitcode})") from None
-        self.hello = (reason, version, options)
+        self.hello = (reason, version, options, error)
 
-    def describe(self) -> tuple[str | None, str | None, dict]:
-        """(unavailable reason or None, version, options), starting the child if needed."""
+    def describe(self) -> Hello:
+        """(unavailable reason, version, options, error), starting the child if needed."""
         if self.hello is None:
             try:
                 self._start()
             except (TimeoutError, RuntimeError) as exc:
-                return f"worker failed: {exc}", None, {}
+                return None, None, {}, f"worker failed: {exc}"
         return self.hello
 
     def run(self, model_path: str, feeds: Mapping[str, np.ndarray]) -> Outcome:
@@ -168,12 +178,15 @@ class Worker:
 class InProcess:
     """Same interface as Worker without isolation (for pytest's parametrised smoke tests)."""
 
-    def __init__(self, name: str, timeout: float = 0.0) -> None:
+    def __init__(self, name: str, timeout: float = 0.0, start_timeout: float = 0.0) -> None:
         self.name = name
-        self._host = _Host(name)
-        self.hello = self._host.hello()
+        try:
+            self._host = _Host(name)
+            self.hello: Hello = self._host.hello()
+        except Exception as exc:
+            self.hello = None, None, {}, f"{name} adapter failed to load: {one_line(exc)}"
 
-    def describe(self) -> tuple[str | None, str | None, dict]:
+    def describe(self) -> Hello:
         return self.hello
 
     def run(self, model_path: str, feeds: Mapping[str, np.ndarray]) -> Outcome:

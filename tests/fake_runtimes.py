@@ -37,6 +37,13 @@ class BrokenStart(OrtCpu):
         raise RuntimeError("simulated broken installation")
 
 
+class SlowStart(OrtCpu):
+    """Takes far longer to say whether it is available than any start-up timeout allows."""
+
+    def available(self):
+        time.sleep(3600)
+
+
 class StandInAccelerator(OrtCuda):
     """The strict CUDA adapter with the CPU wheel's AzureExecutionProvider standing in for an
     accelerator: it takes no standard op, so every real node must land on the CPU provider.

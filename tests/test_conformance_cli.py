@@ -13,7 +13,7 @@ from onnx import numpy_helper
 from exporter import export
 from models import SeedRNN
 
-from .helpers import run_module
+from .helpers import ROOT, run_module
 
 
 def conformance(*args: str, cwd: Path):
@@ -55,12 +55,26 @@ def test_require_cuda_fails_without_cuda(tmp_path):
 
 
 def test_usage_errors_exit_2(tmp_path):
+    one = ["run", "--select", "i10h20-l1-tanh-uni-sf-h0in--b1s1"]
     for args in (["run", "--runtimes", "nope"], ["run", "--matrix", "nope"],
-                 ["run", "--shard", "3/2"], ["run", "--select", "no-such-case"],
-                 ["run", "--shard", "x"], ["check", "missing.onnx", "--checkpoint", "x.pt"]):
-        r = conformance(*args, cwd=tmp_path)
+                 ["run", "--shard", "3/2"], ["run", "--shard", "0/3"], ["run", "--shard", "1/0"],
+                 ["run", "--shard", "x"], ["check", "missing.onnx", "--checkpoint", "x.pt"],
+                 [*one, "--timeout", "0"], [*one, "--timeout", "-1"], [*one, "--timeout", "nan"],
+                 [*one, "--timeout", "inf"], [*one, "--start-timeout", "0"], [*one, "-j", "0"],
+                 [*one, "--runtimes", "pkg:Typo"], [*one, "--runtimes", "tests.fake_runtimes:Nope"],
+                 [*one, "--runtimes", "os:system"], [*one, "--runtimes", "ort-cpu,ort-cpu"]):
+        r = conformance(*args, cwd=ROOT)
         assert r.returncode == 2, (args, r.stderr)
-        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, args
+
+
+def test_a_run_that_judged_nothing_exits_1(tmp_path):
+    """No case selected, or every runtime unavailable: nothing was checked, never green."""
+    for args in (["--select", "no-such-case"],
+                 ["--select", "i10h20-l1-tanh-uni-sf-h0in--b1s1", "--runtimes", "ort-cuda"]):
+        r = conformance("run", *args, "--report-dir", "rep", "--no-heatmap", cwd=tmp_path)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert "nothing was checked" in r.stdout, args
 
 
 def _seed_files(tmp_path: Path) -> tuple[Path, Path, Path]:

@@ -33,10 +33,12 @@ def test_ort_cpu_passes_and_cells_record_everything(prepared):
 
 
 def test_cuda_absent_is_unavailable_never_pass(prepared):
-    result = execute(prepared[:2], ["ort-cuda"], isolate=False)
-    assert {c["status"] for c in result.cells} == {"unavailable"}
-    assert "CUDAExecutionProvider" in result.runtimes["ort-cuda"]["reason"]
-    assert not result.failed() and result.failed(["ort-cuda"])
+    alone = execute(prepared[:2], ["ort-cuda"], isolate=False)
+    assert {c["status"] for c in alone.cells} == {"unavailable"}
+    assert "CUDAExecutionProvider" in alone.runtimes["ort-cuda"]["reason"]
+    assert alone.failed() and not alone.judged()        # nothing was checked: red
+    beside = execute(prepared[:2], ["ort-cpu", "ort-cuda"], isolate=False)
+    assert not beside.failed() and beside.failed(["ort-cuda"])
 
 
 def test_reference_relu_is_xfail_not_pass(prepared):
@@ -49,20 +51,20 @@ def test_reference_relu_is_xfail_not_pass(prepared):
             assert cell["status"] == "pass"
 
 
-def _entry(kind: str, cases: list[str], runtime: str = "ort-cpu") -> Divergence:
-    return Divergence(id="t", runtime=runtime, versions=">=0", cases=tuple(cases), kind=kind,
-                      summary="test", repro=cases[0], citation="none", reviewed="today")
+def _entry(kind: str, features: list[str], runtime: str = "ort-cpu") -> Divergence:
+    return Divergence(id="t", runtime=runtime, versions=">=0", features=frozenset(features),
+                      kind=kind, summary="test", repro="", citation="none", reviewed="today")
 
 
 def test_known_divergence_that_passes_is_xpass(prepared):
     result = execute(prepared[:2], ["ort-cpu"], isolate=False,
-                     divergences=[_entry("wrong-result", ["*"])])
+                     divergences=[_entry("wrong-result", ["rnn-op"])])
     assert {c["status"] for c in result.cells} == {"xpass"}
     assert result.failed()
 
 
 def test_known_divergence_of_another_kind_stays_failing(prepared):
-    entry = _entry("wrong-result", ["*relu*"], runtime="onnx-reference")
+    entry = _entry("wrong-result", ["rnn-activation-relu"], runtime="onnx-reference")
     result = execute(prepared, ["onnx-reference"], isolate=False, divergences=[entry])
     relu = [c for c in result.cells if "relu" in c["case"]]
     assert relu and all(c["status"] == "unsupported" for c in relu)
@@ -70,8 +72,9 @@ def test_known_divergence_of_another_kind_stays_failing(prepared):
 
 
 def test_version_range_limits_an_entry(prepared):
-    entry = Divergence(id="old", runtime="onnx-reference", versions="<1.0", cases=("*relu*",),
-                       kind="refusal", summary="", repro="", citation="", reviewed="")
+    entry = Divergence(id="old", runtime="onnx-reference", versions="<1.0",
+                       features=frozenset({"rnn-activation-relu"}), kind="refusal", summary="",
+                       repro="", citation="", reviewed="")
     result = execute(prepared, ["onnx-reference"], isolate=False, divergences=[entry])
     assert any(c["status"] == "unsupported" for c in result.cells)
 
@@ -93,12 +96,30 @@ def test_hang_becomes_timeout_error_and_run_goes_on(prepared):
     assert all(c["status"] == "pass" for c in result.cells if c["labels"]["seq"] != 1)
 
 
-def test_broken_adapter_is_reported_not_fatal(prepared):
-    result = execute(prepared[:1], [f"{FAKES}:BrokenStart", "ort-cpu"], timeout=30)
-    statuses = {c["runtime"]: c["status"] for c in result.cells}
-    assert statuses["ort-cpu"] == "pass"
-    assert statuses[f"{FAKES}:BrokenStart"] == "unavailable"
-    assert "simulated broken installation" in result.runtimes[f"{FAKES}:BrokenStart"]["reason"]
+def test_broken_adapter_is_an_error_never_unavailable(prepared):
+    """`unavailable` means only "not installed / no device here", said by the adapter."""
+    for isolate in (True, False):
+        result = execute(prepared[:1], [f"{FAKES}:BrokenStart", "ort-cpu"], timeout=30,
+                         isolate=isolate)
+        statuses = {c["runtime"]: c for c in result.cells}
+        assert statuses["ort-cpu"]["status"] == "pass"
+        broken = statuses[f"{FAKES}:BrokenStart"]
+        assert broken["status"] == "error", broken
+        assert "simulated broken installation" in broken["message"]
+        assert not result.runtimes[f"{FAKES}:BrokenStart"]["available"]
+        assert result.failed()
+
+
+def test_adapter_that_cannot_be_loaded_is_an_error(prepared):
+    result = execute(prepared[:1], [f"{FAKES}:NoSuchAdapter"], timeout=30)
+    (cell,) = result.cells
+    assert cell["status"] == "error" and "NoSuchAdapter" in cell["message"]
+
+
+def test_slow_worker_start_has_its_own_timeout(prepared):
+    result = execute(prepared[:1], [f"{FAKES}:SlowStart"], timeout=60, start_timeout=2)
+    (cell,) = result.cells
+    assert cell["status"] == "error" and "did not start within 2s" in cell["message"]
 
 
 def test_parallel_jobs_give_the_same_cells(prepared):

@@ -79,44 +79,101 @@ async function serve() {
   }
 }
 
-function close(got, want, tol) {
-  if (got.length !== want.length) return false;
-  for (let i = 0; i < got.length; i++) {
-    const err = Math.abs(got[i] - want[i]);
-    if (!(err <= tol.atol + tol.rtol * Math.abs(want[i]))) return false;
+// The verdict rules of conformance/compare.py, restated for Node.js:
+// - every output the model declares needs a truth and every truth an output (tensors without
+//   a name are matched by position, as onnx's backend runner does; duplicate names are refused);
+// - dtype and dims must equal torch's; any NaN/±Inf in a result fails; a truth that is not
+//   finite cannot be judged against (an error, never a pass); no truth at all is never a pass;
+// - tolerances are the default rule (|got − want| ≤ atol + rtol·|want|, 1e-5 / 1e-4); a
+//   case.json may only tighten them, never loosen them.
+const DEFAULT_TOL = { atol: 1e-5, rtol: 1e-4 };
+
+function tolerance(meta, name) {
+  const t = (meta.tolerance && meta.tolerance[name]) || {};
+  const pick = (v, d) => (typeof v === 'number' && v >= 0 ? Math.min(v, d) : d);
+  return { atol: pick(t.atol, DEFAULT_TOL.atol), rtol: pick(t.rtol, DEFAULT_TOL.rtol) };
+}
+
+function named(tensors, names, what) {
+  const out = new Map();
+  tensors.forEach((t, k) => {
+    const name = t.name || names[k];
+    if (!name) throw new Error(`unnamed ${what} tensor at position ${k}, past the graph's ${what}s`);
+    if (out.has(name)) throw new Error(`two ${what} tensors named ${name}`);
+    out.set(name, t);
+  });
+  return out;
+}
+
+function judgeOne(name, got, want, tol) {
+  if (!got) return { error: false, problem: `${name} missing from the runtime's outputs` };
+  if (got.type !== want.dtype) return { error: false, problem: `${name} is ${got.type}, torch ${want.dtype}` };
+  const gd = Array.from(got.dims, Number); const wd = Array.from(want.dims, Number);
+  if (gd.length !== wd.length || gd.some((d, i) => d !== wd[i])) {
+    return { error: false, problem: `${name} has shape [${gd}], torch [${wd}]` };
   }
-  return true;
+  let bad = 0; let nonfinite = 0; let untrusted = 0;
+  for (let i = 0; i < want.data.length; i++) {
+    const w = Number(want.data[i]); const g = Number(got.data[i]);
+    if (!Number.isFinite(w)) { untrusted++; continue; }
+    if (!Number.isFinite(g)) { nonfinite++; continue; }
+    if (!(Math.abs(g - w) <= tol.atol + tol.rtol * Math.abs(w))) bad++;
+  }
+  if (untrusted) return { error: true, problem: `torch's answer ${name} has ${untrusted} NaN/±Inf: nothing to judge against` };
+  if (nonfinite) return { error: false, problem: `the runtime's ${name} has ${nonfinite} NaN/±Inf` };
+  if (bad) return { error: false, problem: `${name}: ${bad}/${want.data.length} elements outside tolerance` };
+  return null;
+}
+
+function judge(sess, results, wantList, meta) {
+  const want = named(wantList, sess.outputNames, 'output');
+  const problems = []; let error = false;
+  if (want.size === 0) problems.push('no truth to compare against: nothing was checked');
+  for (const name of sess.outputNames) {
+    if (!want.has(name)) problems.push(`extra output ${name} that torch does not produce`);
+  }
+  for (const [name, w] of want) {
+    const r = judgeOne(name, results[name], w, tolerance(meta, name));
+    if (r) { problems.push(r.problem); error = error || r.error; }
+  }
+  return { status: problems.length === 0 ? 'pass' : (error ? 'error' : 'fail'), message: problems.join('; ') };
+}
+
+async function replaySet(dir, set) {
+  const data = join(dir, set);
+  let meta = {};
+  try { meta = existsSync(join(data, 'case.json')) ? JSON.parse(readFileSync(join(data, 'case.json'))) : {}; } catch { meta = {}; }
+  try {
+    const sess = await session(join(dir, 'model.onnx'));
+    const feeds = {};
+    for (const [name, t] of named(readTensors(data, 'input'), sess.inputNames, 'input')) feeds[name] = toOrt(t);
+    const wantList = readTensors(data, 'output');
+    const results = await sess.run(feeds);
+    return { case: meta.case || `${dir}/${set}`, ...judge(sess, results, wantList, meta) };
+  } catch (e) {
+    return { case: meta.case || `${dir}/${set}`, status: 'error', message: String(e.message || e).split('\n')[0] };
+  }
 }
 
 async function replay(root) {
   const models = existsSync(join(root, 'model.onnx')) ? [root]
     : readdirSync(root).map((d) => join(root, d)).filter((d) => existsSync(join(d, 'model.onnx')));
-  let passed = 0; let failed = 0;
+  const counts = { pass: 0, fail: 0, error: 0 };
   for (const dir of models.sort()) {
     const sets = readdirSync(dir).filter((d) => d.startsWith('test_data_set_') && statSync(join(dir, d)).isDirectory());
+    if (sets.length === 0) {
+      counts.error++;
+      console.log(JSON.stringify({ case: dir, ok: false, status: 'error', message: 'no test_data_set_* folder: nothing to check' }));
+    }
     for (const set of sets.sort()) {
-      const data = join(dir, set);
-      const meta = existsSync(join(data, 'case.json')) ? JSON.parse(readFileSync(join(data, 'case.json'))) : {};
-      const want = readTensors(data, 'output');
-      let ok = true; let message = '';
-      try {
-        const sess = await session(join(dir, 'model.onnx'));
-        const feeds = {};
-        for (const t of readTensors(data, 'input')) feeds[t.name] = toOrt(t);
-        const results = await sess.run(feeds);
-        for (const w of want) {
-          const tol = (meta.tolerance && meta.tolerance[w.name]) || { atol: 1e-5, rtol: 1e-4 };
-          if (!close(results[w.name].data, w.data, tol)) { ok = false; message = `${w.name} outside tolerance`; }
-        }
-      } catch (e) {
-        ok = false; message = String(e.message || e).split('\n')[0];
-      }
-      ok ? passed++ : failed++;
-      console.log(JSON.stringify({ case: meta.case || `${dir}/${set}`, ok, message }));
+      const r = await replaySet(dir, set);
+      counts[r.status]++;
+      console.log(JSON.stringify({ ...r, ok: r.status === 'pass' }));
     }
   }
-  console.log(`${passed} passed, ${failed} failed`);
-  return failed === 0 && passed > 0 ? 0 : 1;
+  // Read by CI runners as a closing line; any fail or error, or nothing judged, exits 1.
+  console.log(`${counts.pass} passed, ${counts.fail + counts.error} failed`);
+  return counts.fail === 0 && counts.error === 0 && counts.pass > 0 ? 0 : 1;
 }
 
 if (args[0] === 'serve') await serve();

@@ -8,7 +8,7 @@ from exporter.errors import ExportError
 
 from .base import Runtime
 
-__all__ = ["REGISTRY", "Runtime", "load_runtime", "runtime_names"]
+__all__ = ["REGISTRY", "Runtime", "load_runtime", "runtime_class", "runtime_names"]
 
 # name → "module:Class"; --runtimes also accepts a "module:Class" path directly.
 REGISTRY = MappingProxyType({
@@ -32,17 +32,29 @@ def runtime_names(text: str) -> list[str]:
         if n not in REGISTRY and ":" not in n:
             raise ExportError(f"unknown runtime {n!r}; known: {', '.join(REGISTRY)} "
                               "(or module:Class)")
+        if n not in REGISTRY:
+            runtime_class(n)   # a module:Class that does not resolve is a usage error
     if len(set(names)) != len(names):
         raise ExportError("a runtime is listed twice")
     return names
 
 
-def load_runtime(name: str) -> Runtime:
-    """Instantiate the adapter for `name` (imports only its own module)."""
+def runtime_class(name: str) -> type[Runtime]:
+    """The adapter class for a registered name or a module:Class path; ExportError if none."""
     target = REGISTRY.get(name, name)
     module_name, _, cls_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    runtime = cls()
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ExportError(f"runtime {name!r}: cannot load {target}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Runtime)):
+        raise ExportError(f"runtime {name!r}: {target} is not a conformance Runtime class")
+    return cls
+
+
+def load_runtime(name: str) -> Runtime:
+    """Instantiate the adapter for `name` (imports only its own module)."""
+    runtime = runtime_class(name)()
     if name not in REGISTRY:
         runtime.name = name
     return runtime

@@ -1,0 +1,130 @@
+"""What a model *is*, read from the graph and the feeds: the features known divergences match.
+
+A known divergence must never turn on a file's name: `check` and `replay` see whatever a user
+called the file, and a generated case id is only a name too. So every path (run, check,
+replay) derives these features from the ONNX graph it is about to run and from the inputs it
+feeds, and divergences.toml entries state the features they cover.
+
+Graph features (any node, subgraphs included):
+    rnn-op                  an ONNX RNN node
+    rnn-bidirectional       an RNN node with direction="bidirectional"
+    rnn-unidirectional      an RNN node with direction forward or reverse
+    rnn-activation-relu     an RNN node whose activations include Relu
+    rnn-activation-not-tanh an RNN node with any activation other than Tanh
+    rnn-layout1             an RNN node with layout=1 (batch-major)
+    rnn-sequence-lens       an RNN node fed a sequence_lens input
+    rnn-no-initial-h        an RNN node without an initial_h input (zero initial state)
+    scan                    a Scan node
+    negative-step-slice     a Slice whose steps are a constant with a negative entry
+Input features (from the feeds of one case):
+    padded                  a sequence_lens feed with a length below the sequence length
+    batch1-seq1             the first input's two leading dims are both 1
+"""
+from __future__ import annotations
+
+import functools
+from typing import Iterator, Mapping
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+__all__ = ["model_features", "feed_features", "case_features", "FEATURES"]
+
+FEATURES = frozenset({
+    "rnn-op", "rnn-bidirectional", "rnn-unidirectional", "rnn-activation-relu",
+    "rnn-activation-not-tanh", "rnn-layout1", "rnn-sequence-lens", "rnn-no-initial-h", "scan",
+    "negative-step-slice", "padded", "batch1-seq1"})
+
+_RNN_SEQUENCE_LENS, _RNN_INITIAL_H = 4, 5   # input positions of the ONNX RNN op
+
+
+def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _nodes(attr.g)
+            for g in attr.graphs:
+                yield from _nodes(g)
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in _nodes(graph):
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    found[node.output[0]] = numpy_helper.to_array(attr.t)
+    return found
+
+
+def _input(node: onnx.NodeProto, k: int) -> str:
+    return node.input[k] if len(node.input) > k else ""
+
+
+def _rnn_features(node: onnx.NodeProto) -> set[str]:
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    direction = attrs.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    acts = [a.decode() if isinstance(a, bytes) else a
+            for a in attrs.get("activations", [b"Tanh"])]
+    feats = {"rnn-op", "rnn-bidirectional" if direction == "bidirectional"
+             else "rnn-unidirectional"}
+    if "Relu" in acts:
+        feats.add("rnn-activation-relu")
+    if any(a != "Tanh" for a in acts):
+        feats.add("rnn-activation-not-tanh")
+    if attrs.get("layout", 0) == 1:
+        feats.add("rnn-layout1")
+    if _input(node, _RNN_SEQUENCE_LENS):
+        feats.add("rnn-sequence-lens")
+    if not _input(node, _RNN_INITIAL_H):
+        feats.add("rnn-no-initial-h")
+    return feats
+
+
+def graph_features(model: onnx.ModelProto) -> frozenset[str]:
+    consts = _constants(model.graph)
+    feats: set[str] = set()
+    for node in _nodes(model.graph):
+        if node.op_type == "RNN":
+            feats |= _rnn_features(node)
+        elif node.op_type == "Scan":
+            feats.add("scan")
+        elif node.op_type == "Slice" and _input(node, 4) in consts \
+                and (consts[_input(node, 4)] < 0).any():
+            feats.add("negative-step-slice")
+    return frozenset(feats)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached(path: str, mtime_ns: int, size: int) -> frozenset[str]:
+    return graph_features(onnx.load(path, load_external_data=False))
+
+
+def model_features(path: str) -> frozenset[str]:
+    """Graph features of the model file (cached per path, modification time and size)."""
+    import os
+    st = os.stat(path)
+    return _cached(str(path), st.st_mtime_ns, st.st_size)
+
+
+def feed_features(feeds: Mapping[str, np.ndarray]) -> frozenset[str]:
+    feats = set()
+    first = next(iter(feeds.values()), None)
+    if first is not None and first.ndim >= 2 and first.shape[0] == first.shape[1] == 1:
+        feats.add("batch1-seq1")
+    lens = feeds.get("sequence_lens")
+    if lens is not None and first is not None and first.ndim >= 2:
+        batch = int(lens.shape[0])
+        # The first input is [seq, batch, …] or [batch, seq, …]: seq is the other dim.
+        lead = tuple(int(d) for d in first.shape[:2])
+        seq = lead[1] if lead[0] == batch else lead[0]
+        if (np.asarray(lens) < seq).any():
+            feats.add("padded")
+    return frozenset(feats)
+
+
+def case_features(model_path: str, feeds: Mapping[str, np.ndarray]) -> frozenset[str]:
+    return model_features(model_path) | feed_features(feeds)
