@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+
+from exporter.files import atomic_write
 
 from .runner import FAILING, STATUSES, RunResult
 
@@ -40,14 +40,7 @@ def _jsonable(x: Any) -> Any:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
 
 
 def _fmt(x: float | str | None) -> str:
@@ -169,7 +162,7 @@ def _heatmap(report: dict, path: Path) -> None:
     ax.legend(handles=[Patch(color=STATUS_COLORS[s], label=s) for s in _SEVERITY],
               loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -181,11 +174,9 @@ def write_reports(report: dict, directory: Path, heatmap: bool = True) -> list[P
     for name, data in files.items():
         _atomic_write(directory / name, data)
         written.append(directory / name)
-    if heatmap:
-        tmp = directory / ".heatmap.tmp.png"
-        _heatmap(report, tmp)
-        os.replace(tmp, directory / "heatmap.png")
-        written.append(directory / "heatmap.png")
+    if heatmap:   # a unique temp name (O_EXCL): a planted symlink is never followed
+        written.append(atomic_write(directory / "heatmap.png",
+                                    lambda tmp: _heatmap(report, tmp)))
     return written
 
 

@@ -59,17 +59,34 @@ def _options(options: Mapping[str, Any]) -> ExportOptions:
         raise ExportError(f"unknown export option: {exc}") from None
 
 
+def _spec_arg(spec: Any, state: Any) -> None:
+    if not isinstance(spec, RNNSpec):
+        raise ExportError(f"spec must be an RNNSpec, got {type(spec).__name__}")
+    if not isinstance(state, Mapping):
+        raise ExportError(f"state must be a mapping of nn.RNN weight names to arrays, "
+                          f"got {type(state).__name__}")
+
+
+def _check_f(f: Any) -> None:
+    if f is not None and not isinstance(f, (str, os.PathLike)):
+        raise ExportError(f"f must be a file path (str or os.PathLike) or None, "
+                          f"got {type(f).__name__}")
+
+
 def _build(spec: RNNSpec, state: Mapping[str, np.ndarray], f: str | os.PathLike | None,
            opts: ExportOptions) -> onnx.ModelProto:
-    model = build_model(spec, pack_layers(state, spec), opts)
+    _check_f(f)
+    spec.check_fits(copies=2)
+    model = build_model(spec, pack_layers(state, spec, opts.allow_nonfinite), opts)
     if f is not None:
-        save_atomic(model, f)
+        save_atomic(model, f, external_data=opts.external_data)
     return model
 
 
 def export_spec(spec: RNNSpec, state: Mapping[str, np.ndarray], f: str | os.PathLike | None = None,
                 **options: Any) -> onnx.ModelProto:
     """Export from a spec and nn.RNN-keyed weights (the path the CLI takes for checkpoints)."""
+    _spec_arg(spec, state)
     return _build(spec, state, f, _options(options))
 
 
@@ -102,8 +119,10 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
                 raise ExportError(f"{name} applies to exporting an nn.RNN itself; a whole "
                                   "module's inputs are whatever its forward takes")
         from .torch_onnx import export_module
+        _check_f(f)
         return export_module(model, args, f, opset=opts.opset, batch_layout=opts.batch_layout,
-                             **module_opts)
+                             allow_nonfinite=opts.allow_nonfinite,
+                             external_data=opts.external_data, **module_opts)
     unknown = [k for k in _MODULE_ONLY if k in options]
     if unknown:
         raise ExportError(f"{', '.join(unknown)} apply to whole-module export, not to an nn.RNN")

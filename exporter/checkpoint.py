@@ -28,17 +28,26 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
         raise ExportError(f"checkpoint not found: {p}")
     if not _looks_like_torch_save(p):
         raise ExportError(f"cannot read checkpoint {p}: not a torch.save file")
+    import zipfile
+    if zipfile.is_zipfile(p):
+        _check_archive(p)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ExportError(f"checkpoint {p} refused by weights_only loading: "
                           f"{_unpickler_reason(str(exc))}") from None
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+    except (OSError, RuntimeError, EOFError, ValueError, MemoryError, NotImplementedError,
+            AttributeError, TypeError, KeyError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"cannot read checkpoint {p}: {msg}") from None
     if not isinstance(obj, Mapping) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise ExportError(f"checkpoint {p} is not a state_dict (a mapping of names to tensors)")
+    for k, v in obj.items():
+        if v.layout != torch.strided or v.is_meta or v.is_quantized:
+            kind = "meta" if v.is_meta else "quantized" if v.is_quantized else str(v.layout)
+            raise ExportError(f"checkpoint {p}: {k} is a {kind} tensor; only dense "
+                              "(strided) tensors with data can be exported")
     return dict(obj)
 
 
@@ -55,13 +64,32 @@ def _looks_like_torch_save(p: Path) -> bool:
 
 
 def _unpickler_reason(message: str) -> str:
-    """torch's refusal is a boilerplate paragraph around one line that says why."""
-    boiler = ("Weights only load failed", "Check the documentation", "Please file an issue")
-    for line in message.splitlines():
-        line = line.strip()
-        if line and not line.startswith(boiler):
-            return line
-    return "not a plain tensor state_dict"
+    """torch's refusal is advice (including "retry with weights_only=False", which we never
+    do) around the one fact that matters: which Python global the pickle wanted."""
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    if found:
+        return (f"it would import the Python object {found.group(1)}; a checkpoint must hold "
+                "only tensors")
+    return "it holds Python objects other than tensors"
+
+
+# torch.save writes its archive uncompressed (ZIP_STORED): the entries add up to the file's
+# size. Far more than that is a compressed archive expanding in memory (a zip bomb).
+_MAX_EXPANSION, _SLACK = 2, 1 << 20
+
+
+def _check_archive(p: Path) -> None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            total = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ExportError(f"cannot read checkpoint {p}: {exc}") from None
+    size = p.stat().st_size
+    if total > _MAX_EXPANSION * size + _SLACK:
+        raise ExportError(f"checkpoint {p} would expand from {size:,} to {total:,} bytes; "
+                          "torch.save never compresses, so it is not a torch checkpoint")
 
 
 def find_rnn_state(state: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]]:
@@ -89,12 +117,24 @@ def find_rnn_state(state: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]
     return prefix, rnn
 
 
+def _check_ranks(rnn: Mapping[str, np.ndarray]) -> None:
+    """Weights are 2-D, biases 1-D, nothing empty: checked before any shape is read."""
+    for key, value in rnn.items():
+        want = 2 if key.startswith("weight") else 1
+        if value.ndim != want or 0 in value.shape:
+            raise ExportError(f"{key} has shape {list(value.shape)}; nn.RNN's is "
+                              f"{'[H, in]' if want == 2 else '[H]'}")
+    if "weight_ih_l0" not in rnn or "weight_hh_l0" not in rnn:
+        raise ExportError("the RNN's weights lack weight_ih_l0 or weight_hh_l0")
+
+
 def spec_from_state(rnn: Mapping[str, np.ndarray], **given: Any) -> RNNSpec:
     """Infer sizes from the weights; `given` fields must agree with them.
 
     Keys in `given` set to None are treated as not given.
     """
     given = {k: v for k, v in given.items() if v is not None}
+    _check_ranks(rnn)
     hidden, input_size = rnn["weight_ih_l0"].shape
     layers = 1 + max(int(m.group(2)) for m in map(_RNN_KEY.match, rnn) if m)
     inferred = {"input_size": int(input_size), "hidden_size": int(hidden), "num_layers": layers,

@@ -72,6 +72,11 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
                         "around sequence-major RNN nodes (runs everywhere, default); "
                         "'attribute' uses the RNN op's layout=1 instead (not every runtime "
                         "supports it: see docs/support.md)")
+    p.add_argument("--external-data", action="store_true",
+                   help="write the weights to <output>.data beside the model (ONNX external "
+                        "data); done anyway when they exceed protobuf's 2 GiB limit")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="export NaN/±Inf weights instead of refusing them")
 
 
 def add_module_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,7 +99,12 @@ _DTYPES = {"float32": "float32", "float": "float32", "int64": "int64", "long": "
            "int32": "int32", "int": "int32"}
 
 
+_EXAMPLE_LIMIT = 1 << 26   # elements of one example input (256 MiB of float32)
+
+
 def _example(text: str) -> Any:
+    import math
+
     import torch
 
     shape_text, _, dtype_text = text.partition(":")
@@ -105,6 +115,10 @@ def _example(text: str) -> Any:
         shape = []
     if dtype is None or not shape or min(shape) < 1:
         raise ExportError(f"--example-shape must look like 5,1,10 or 4,7:int64, got {text!r}")
+    if math.prod(shape) > _EXAMPLE_LIMIT:
+        raise ExportError(f"--example-shape {text} has {math.prod(shape):,} elements; an "
+                          f"example needs only small sizes (at most {_EXAMPLE_LIMIT:,}): the "
+                          "exported sizes stay dynamic")
     if dtype == "float32":
         return torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     return torch.zeros(*shape, dtype=getattr(torch, dtype))
@@ -115,22 +129,25 @@ def _load_module(args: argparse.Namespace) -> Any:
 
     from .checkpoint import load_state_dict
 
+    import torch
+
     target, _, cls_name = args.module.partition(":")
     if not target or not cls_name:
         raise ExportError(f"--module must be package.module:Class, got {args.module!r}")
     try:
         cls = getattr(importlib.import_module(target), cls_name)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError) as exc:
         raise ExportError(f"cannot import {args.module}: {exc}") from None
-    try:
-        kwargs = json.loads(args.module_kwargs)
-        assert isinstance(kwargs, dict)
-    except (json.JSONDecodeError, AssertionError):
-        raise ExportError(f"--module-kwargs must be a JSON object, got {args.module_kwargs!r}") from None
+    except (Exception, SystemExit) as exc:   # the module's own import-time code failed
+        raise ExportError(f"importing {target} failed: {type(exc).__name__}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise ExportError(f"{args.module} is not an nn.Module class; refusing to call it")
+    kwargs = _json_object(args.module_kwargs, "--module-kwargs")
     try:
         module = cls(**kwargs)
-    except Exception as exc:
-        raise ExportError(f"cannot build {args.module}(**{kwargs}): {exc}") from None
+    except (Exception, SystemExit) as exc:   # sys.exit() in a constructor must not escape
+        raise ExportError(f"cannot build {args.module}(**{kwargs}): "
+                          f"{type(exc).__name__}: {exc}") from None
     if args.checkpoint:
         try:
             module.load_state_dict(load_state_dict(args.checkpoint), strict=True)
@@ -159,21 +176,26 @@ def _export_module(args: argparse.Namespace) -> Any:
         raise ExportError("--module needs --example-shape, once per forward argument")
     module = _load_module(args)
     names = lambda text: [n.strip() for n in text.split(",")] if text else None  # noqa: E731
-    return export(module, tuple(_example(t) for t in args.example_shape), args.output,
+    return export(module, tuple(_example(t) for t in args.example_shape), None,
                   opset=args.opset, batch_layout=args.batch_layout,
-                  input_names=names(args.input_names), output_names=names(args.output_names))
+                  input_names=names(args.input_names), output_names=names(args.output_names),
+                  allow_nonfinite=args.allow_nonfinite)
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ExportError(f"{what} is not JSON: {str(exc)[:200]}") from None
+    if not isinstance(data, dict):
+        raise ExportError(f"{what} must hold a JSON object")
+    return data
 
 
 def _load_config(path: str) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ExportError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"cannot read config {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ExportError(f"config {path} must hold a JSON object of nn.RNN keyword arguments")
-    return data
+    from .files import read_text_capped
+
+    return _json_object(read_text_capped(path, "config file"), f"config {path}")
 
 
 def resolve_rnn(args: argparse.Namespace) -> tuple[RNNSpec, dict]:
@@ -199,20 +221,31 @@ def _shape(vi) -> str:
 
 def _export(args: argparse.Namespace) -> int:
     from .api import export_spec
+    from .files import check_output
+    from .graph import save_atomic
 
+    inputs = [args.checkpoint, args.config]
+    check_output(args.output, inputs)          # before the slow part
+    external = True if args.external_data else None
     if args.module:
         model = _export_module(args)
         what = args.module
     else:
         spec, state = resolve_rnn(args)
-        model = export_spec(spec, state, args.output, opset=args.opset,
+        model = export_spec(spec, state, None, opset=args.opset,
                             initial_state=args.initial_state, batch_layout=args.batch_layout,
-                            sequence_lens=args.sequence_lens, lowering=args.lowering)
+                            sequence_lens=args.sequence_lens, lowering=args.lowering,
+                            allow_nonfinite=args.allow_nonfinite)
         what = f"nn.RNN {spec.to_json()}"
+    save_atomic(model, args.output, inputs=inputs, external_data=external)
     size = Path(args.output).stat().st_size
     g = model.graph
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    print(f"wrote {args.output} ({size:,} bytes): {what}")
+    data = Path(f"{args.output}.data")
+    if external and data.is_file():
+        size += data.stat().st_size
+    print(f"wrote {args.output} ({size:,} bytes{', weights in ' + str(data) if external else ''}"
+          f"): {what}")
     print(f"  opset {opset}, {len(g.node)} nodes "
           f"({', '.join(n.op_type for n in g.node)})")
     print(f"  inputs:  {', '.join(_shape(v) for v in g.input)}")
@@ -238,15 +271,39 @@ def _parser() -> argparse.ArgumentParser:
 
 def run_cli(func: Callable[[argparse.Namespace], int], args: argparse.Namespace,
             prog: str, errors: tuple[type[BaseException], ...] = (ExportError,)) -> int:
-    """Run a command; a user error becomes one line on stderr and exit code 2."""
+    """Run a command; a user error becomes one line on stderr and exit code 2.
+
+    Python warnings raised meanwhile (torch's, onnx's) are held back: after an error only the
+    one line is printed; after success each distinct warning is one line on stderr. A closed
+    stdout (`| head -1`) ends the command quietly."""
+    import os
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            rc = func(args)
+            sys.stdout.flush()
+        except errors as exc:
+            print(f"{prog}: error: {_one_line(str(exc))}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
     try:
-        return func(args)
-    except errors as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        for text in dict.fromkeys(_one_line(str(w.message)) for w in caught):
+            print(f"{prog}: warning: {text}", file=sys.stderr)
+    except BrokenPipeError:
+        pass
+    return rc
+
+
+def _one_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return (lines[0] if lines else "")[:1000]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+from typing import Iterable
 
 import onnx
 from onnx import TensorProto, helper
 
 from . import __version__
 from .errors import ExportError
+from .files import atomic_write, check_output
 from .lowering.scan import lower_rnn_scan
 from .lowering.stack import GraphBuilder, lower_rnn
 from .spec import ExportOptions, RNNSpec
 from .weights import LayerWeights
 
-__all__ = ["GraphBuilder", "build_model", "save_atomic", "PRODUCER_NAME"]
+__all__ = ["GraphBuilder", "build_model", "save_atomic", "weight_bytes", "PRODUCER_NAME",
+           "EXTERNAL_DATA_THRESHOLD"]
 
 PRODUCER_NAME = "torch-rnn-onnx"
 
@@ -65,27 +67,62 @@ def build_model(spec: RNNSpec, layers: list[LayerWeights], options: ExportOption
     return model
 
 
-def save_atomic(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """Write next to the target, then rename: a failure never leaves half a file behind."""
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise ExportError(f"output directory does not exist: {parent}")
-    if target.is_dir():
-        raise ExportError(f"output path is a directory: {target}")
-    data = model.SerializeToString()
+# A protobuf message cannot exceed 2 GiB: above this many bytes of weights (leaving room for
+# the graph itself) a model is written with ONNX external data, weights in "<name>.data".
+EXTERNAL_DATA_THRESHOLD = (1 << 31) - (1 << 26)
+_EXTERNAL_MIN_BYTES = 1024   # smaller tensors stay inside the .onnx file
+
+
+def weight_bytes(model: onnx.ModelProto) -> int:
+    return sum(len(t.raw_data) for t in model.graph.initializer)
+
+
+def _with_external_data(model: onnx.ModelProto, data_name: str, data: Path) -> bytes:
+    """Write the large initializers' bytes to `data`; return the model serialized with
+    references to them (the in-memory model is left as it was)."""
+    moved = []
+    with open(data, "wb") as fh:
+        for t in model.graph.initializer:
+            if len(t.raw_data) < _EXTERNAL_MIN_BYTES:
+                continue
+            offset = fh.tell()
+            fh.write(t.raw_data)
+            moved.append((t, t.raw_data, offset))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise ExportError(f"cannot write to {parent}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ExportError(f"cannot write {target}: {exc.strerror}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+        for t, raw, offset in moved:
+            t.ClearField("raw_data")
+            t.data_location = TensorProto.EXTERNAL
+            for key, value in (("location", data_name), ("offset", str(offset)),
+                               ("length", str(len(raw)))):
+                t.external_data.add(key=key, value=value)
+        return model.SerializeToString()
+    finally:
+        for t, raw, _ in moved:
+            t.ClearField("external_data")
+            t.data_location = TensorProto.DEFAULT
+            t.raw_data = raw
+
+
+def save_atomic(model: onnx.ModelProto, path: str | os.PathLike, *,
+                inputs: Iterable[str | os.PathLike | None] = (),
+                external_data: bool | None = None) -> Path:
+    """Write the model atomically (see files.py); never onto a non-regular file or an input.
+
+    external_data: True writes the weights to "<file name>.data" beside the model (ONNX
+    external data); None (default) does so only when they would not fit a 2 GiB protobuf."""
+    big = weight_bytes(model) > EXTERNAL_DATA_THRESHOLD
+    if external_data is False and big:
+        raise ExportError(f"the model's weights ({weight_bytes(model):,} bytes) do not fit "
+                          "one ONNX file (2 GiB protobuf limit); use external data")
+    target = check_output(path, inputs)
+    if not (external_data or big):
+        return atomic_write(target, model.SerializeToString(), inputs)
+    data_name = f"{target.name}.data"
+    holder: dict[str, bytes] = {}
+
+    def write_data(tmp: Path) -> None:
+        holder["model"] = _with_external_data(model, data_name, tmp)
+
+    # The weights first, then the model that points at them: each rename is atomic.
+    atomic_write(target.parent / data_name, write_data, inputs)
+    return atomic_write(target, holder["model"], inputs)

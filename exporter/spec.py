@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 import math
 from dataclasses import dataclass
@@ -25,6 +26,21 @@ def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ExportError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable on Linux)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
 
 
 @dataclass(frozen=True)
@@ -109,12 +125,32 @@ class RNNSpec:
             parts.append(f"drop{self.dropout:g}")
         return "-".join(parts)
 
+    def parameter_count(self) -> int:
+        D, H = self.num_directions, self.hidden_size
+        per_dir = [H * (self.input_size if k == 0 else D * H) + H * H
+                   + (2 * H if self.bias else 0) for k in range(self.num_layers)]
+        return D * sum(per_dir)
+
+    def check_fits(self, copies: int = 3) -> None:
+        """Refuse, before allocating, a model whose float32 weights (times the copies an
+        export makes: torch's, the packed arrays, the ONNX tensors) exceed the memory
+        available here."""
+        need = 4 * self.parameter_count() * copies
+        have = available_memory()
+        if need > have:
+            raise ExportError(f"this nn.RNN has {self.parameter_count():,} parameters; "
+                              f"exporting it needs about {need / 2**30:,.1f} GiB and "
+                              f"{have / 2**30:,.1f} GiB are available")
+
     def build_module(self, seed: int | None = None) -> Any:
         """A fresh nn.RNN of this spec in eval mode, seeded if `seed` is given."""
         import warnings
 
         import torch
 
+        self.check_fits(copies=2)
+        if seed is not None and not 0 <= seed < 2 ** 63:
+            raise ExportError(f"seed must be in 0 .. 2**63-1, got {seed}")
         gen_state = None
         if seed is not None:
             gen_state = torch.random.get_rng_state()
@@ -143,10 +179,20 @@ class ExportOptions:
     # "rnn": native ONNX RNN nodes (the product's contract); "scan": MatMul + Scan (faster on
     # onnxruntime CPU for batched inputs), same graph inputs and outputs.
     lowering: str = "rnn"
+    # Weights that are NaN or ±Inf are refused (a diverged training run exports silently
+    # otherwise); True writes them anyway.
+    allow_nonfinite: bool = False
+    # True: weights in "<file>.data" beside the model (ONNX external data); None: only when
+    # they would not fit the 2 GiB protobuf limit; False: never.
+    external_data: bool | None = None
 
     def __post_init__(self) -> None:
         from .opset import max_supported_opset
 
+        if not isinstance(self.allow_nonfinite, bool):
+            raise ExportError(f"allow_nonfinite must be true or false, got {self.allow_nonfinite!r}")
+        if self.external_data not in (True, False, None):
+            raise ExportError(f"external_data must be true, false or None, got {self.external_data!r}")
         if isinstance(self.opset, bool) or not isinstance(self.opset, int):
             raise ExportError(f"opset must be an integer, got {self.opset!r}")
         top = max_supported_opset()

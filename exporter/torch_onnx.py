@@ -31,7 +31,6 @@ from .weights import LayerWeights, pack_layers
 __all__ = ["export_module", "PLACEHOLDER_DOMAIN"]
 
 PLACEHOLDER_DOMAIN = "torch_rnn_onnx"
-_UNROLLED = ("LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")   # torch.onnx would unroll these
 
 
 def _placeholder_class() -> type:
@@ -51,6 +50,11 @@ def _placeholder_class() -> type:
                 raise ExportError(f"{self.path}: PackedSequence inputs are not supported inside "
                                   "whole-model export; export the RNN itself with "
                                   "sequence_lens=True")
+            if not isinstance(x, torch.Tensor) or x.dim() != 3:
+                shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ExportError(f"{self.path} is called with input {shape}; only batched "
+                                  "3-D input is exported (nn.RNN's unbatched 2-D form has no "
+                                  "batch dimension to keep dynamic): add a batch dimension")
             s = self.spec
             batch = x.shape[0] if s.batch_first else x.shape[1]
             D, H = s.num_directions, s.hidden_size
@@ -72,49 +76,90 @@ def _placeholder_class() -> type:
     return RNNPlaceholder
 
 
-def _find_rnns(model: Any) -> list[tuple[str, Any]]:
+def _find_rnns(model: Any) -> tuple[list[Any], dict[int, list[str]]]:
+    """The distinct nn.RNN modules (subclasses included) and every attribute path to each:
+    a module reached under two names is one RNN, swapped under both."""
     from torch import nn
 
-    rnns, unrolled = [], []
-    for path, module in model.named_modules():
-        if type(module) is nn.RNN:
-            rnns.append((path, module))
-        elif type(module).__name__ in _UNROLLED and isinstance(module, nn.Module):
-            unrolled.append(f"{path} ({type(module).__name__})")
-    if unrolled:
-        raise ExportError(f"unsupported recurrent module(s): {', '.join(unrolled)}: only nn.RNN "
-                          "is lowered to native ONNX ops; refusing to let torch.onnx unroll them")
+    rnns: list[Any] = []
+    paths: dict[int, list[str]] = {}
+    refused = []
+    for path, module in model.named_modules(remove_duplicate=False):
+        if isinstance(module, nn.RNN):
+            if type(module).forward is not nn.RNN.forward:
+                refused.append(f"{path} ({type(module).__name__} overrides nn.RNN.forward: "
+                               "what it computes is not nn.RNN's)")
+                continue
+            if id(module) not in paths:
+                rnns.append(module)
+            paths.setdefault(id(module), []).append(path)
+        elif isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+            refused.append(f"{path or '<the module itself>'} ({type(module).__name__})")
+    if refused:
+        raise ExportError(
+            f"unsupported recurrent module(s): {', '.join(dict.fromkeys(refused))}; refusing "
+            "to let torch.onnx export them. Only nn.RNN is lowered to native ONNX ops so far; torch.onnx's own LSTM/GRU nodes "
+            "freeze the sequence length, export proj_size wrongly and fail on PackedSequence, "
+            "and it unrolls the *Cell modules step by step")
     if not rnns:
         raise ExportError(f"{type(model).__name__} holds no nn.RNN: nothing for this exporter "
                           "to do (use torch.onnx.export)")
-    return rnns
+    return rnns, paths
 
 
 @contextlib.contextmanager
-def _swapped(model: Any, rnns: list[tuple[str, Any]], specs: list[RNNSpec]) -> Iterator[None]:
-    """Replace each nn.RNN by its placeholder for the duration of the export."""
+def _swapped(model: Any, rnns: list[Any], paths: dict[int, list[str]],
+             specs: list[RNNSpec]) -> Iterator[None]:
+    """Replace each nn.RNN by its placeholder, under every path, for the export's duration."""
     placeholder = _placeholder_class()
     swaps = []
-    for key, ((path, module), spec) in enumerate(zip(rnns, specs)):
-        parent_path, _, attr = path.rpartition(".")
-        parent = model.get_submodule(parent_path) if parent_path else model
-        swaps.append((parent, attr, module))
-        setattr(parent, attr, placeholder(spec, key, path))
     try:
+        for key, (module, spec) in enumerate(zip(rnns, specs)):
+            stand_in = placeholder(spec, key, paths[id(module)][0])
+            for path in paths[id(module)]:
+                parent_path, _, attr = path.rpartition(".")
+                parent = model.get_submodule(parent_path) if parent_path else model
+                swaps.append((parent, attr, module))
+                setattr(parent, attr, stand_in)
         yield
     finally:
-        for parent, attr, module in swaps:
+        for parent, attr, module in reversed(swaps):
             setattr(parent, attr, module)
 
 
+@contextlib.contextmanager
+def _reached_only_as_attributes() -> Iterator[None]:
+    """An nn.RNN the forward reaches some other way than a module attribute (a plain list, a
+    closure) cannot be swapped, and torch.onnx would unroll it and freeze the sequence
+    length: any recurrent module still called during the export is refused."""
+    from torch import nn
+    from torch.nn.modules.module import register_module_forward_pre_hook
+
+    def refuse(module: Any, _args: Any) -> None:
+        if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+            raise ExportError(f"a {type(module).__name__} is called from outside the module "
+                              "tree (kept in a plain list, dict or closure?): register it as a "
+                              "submodule (nn.ModuleList, an attribute) so it can be lowered")
+
+    handle = register_module_forward_pre_hook(refuse)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def _default_dynamic_shapes(args: Sequence[Any]) -> tuple:
-    """Let torch.export decide every dimension (Dim.AUTO): sizes the computation ties to a
-    weight stay static, batch and sequence become symbolic."""
+    """Let torch.export decide every dimension (Dim.AUTO) of every tensor, however deep in
+    tuples, lists and dicts an argument holds it: sizes the computation ties to a weight stay
+    static, batch and sequence become symbolic."""
     import torch
+    import torch.utils._pytree as pytree
     from torch.export import Dim
 
-    return tuple({i: Dim.AUTO for i in range(a.dim())} if isinstance(a, torch.Tensor) else None
-                 for a in args)
+    def leaf(a: Any) -> Any:
+        return {i: Dim.AUTO for i in range(a.dim())} if isinstance(a, torch.Tensor) else None
+
+    return tuple(pytree.tree_map(leaf, a) for a in args)
 
 
 @contextlib.contextmanager
@@ -135,17 +180,16 @@ def _quiet() -> Iterator[None]:
 
 
 def _root_cause(exc: BaseException) -> BaseException:
-    """torch.onnx wraps the real error in several layers of advice; dig it out."""
-    seen = set()
-    while id(exc) not in seen:
+    """torch.onnx wraps the real error in several layers of advice; dig out the first one
+    raised (an ExportError of ours wins wherever it sits in the chain)."""
+    seen, chain = set(), []
+    while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, ExportError):
             return exc
-        nxt = exc.__cause__ or exc.__context__
-        if nxt is None:
-            break
-        exc = nxt
-    return exc
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain[-1]
 
 
 def _torch_export(model: Any, args: tuple, opset: int, dynamic_shapes: Any,
@@ -153,17 +197,25 @@ def _torch_export(model: Any, args: tuple, opset: int, dynamic_shapes: Any,
                   ) -> onnx.ModelProto:
     import torch
 
+    shapes = dynamic_shapes if dynamic_shapes is not None else _default_dynamic_shapes(args)
     try:
         with _quiet():
+            # torch.export first, then torch.onnx on the program: torch.onnx.export(model, args)
+            # takes a trailing dict argument for keyword arguments (a forward(batch: dict)
+            # then fails); torch.export keeps positional arguments positional.
+            try:
+                ep = torch.export.export(model, args, dynamic_shapes=shapes, strict=False)
+            except ExportError:
+                raise
+            except Exception:   # as torch.onnx does: non-strict first, then strict
+                ep = torch.export.export(model, args, dynamic_shapes=shapes, strict=True)
             program = torch.onnx.export(
-                model, args, dynamo=True, opset_version=opset, optimize=True, verbose=False,
-                dynamic_shapes=dynamic_shapes if dynamic_shapes is not None
-                else _default_dynamic_shapes(args),
+                ep, dynamo=True, opset_version=opset, optimize=True, verbose=False,
                 input_names=list(input_names) if input_names else None,
                 output_names=list(output_names) if output_names else None)
     except ExportError:
         raise
-    except Exception as exc:  # torch.export / torch.onnx failures are the user's model's
+    except (Exception, SystemExit) as exc:  # torch.export / torch.onnx failures: the model's
         root = _root_cause(exc)
         if isinstance(root, ExportError):
             raise root from None
@@ -210,20 +262,23 @@ def _name_dims(graph: onnx.GraphProto, specs_by_input: list[tuple[str, RNNSpec]]
                 d.dim_param = rename[d.dim_param]
 
 
-def _splice(model: onnx.ModelProto, rnns: list[tuple[str, Any]], specs: list[RNNSpec],
-            weights: list[list[LayerWeights]], batch_layout: str) -> None:
+def _splice(model: onnx.ModelProto, paths: list[str], specs: list[RNNSpec],
+            weights: list[list[LayerWeights]], batch_layout: str
+            ) -> tuple[list[tuple[str, RNNSpec]], list[tuple[str, RNNSpec]]]:
+    """Returns the (input, spec) and (output, spec) tensor names of every spliced RNN."""
     """Replace every placeholder node by lower_rnn's nodes, in place and in order."""
     g = model.graph
     taken = {n for node in g.node for n in (*node.input, *node.output, node.name)}
     taken |= {t.name for t in g.initializer} | {v.name for v in (*g.input, *g.output)}
-    nodes, rnn_inputs = [], []
+    nodes, rnn_inputs, rnn_outputs = [], [], []
     for node in g.node:
         if node.domain != PLACEHOLDER_DOMAIN:
             nodes.append(node)
             continue
         key = next(a.i for a in node.attribute if a.name == "key")
-        path, spec = rnns[key][0], specs[key]
+        path, spec = paths[key], specs[key]
         rnn_inputs.append((node.input[0], spec))
+        rnn_outputs.append((node.output[0], spec))
         b = GraphBuilder(prefix=f"{path}/", taken=taken)
         h0 = node.input[1] if len(node.input) > 1 and node.input[1] else None
         _pin_input_dims(g, node.input[0], {2: spec.input_size})
@@ -238,16 +293,48 @@ def _splice(model: onnx.ModelProto, rnns: list[tuple[str, Any]], specs: list[RNN
         taken |= {t.name for t in b.initializers}
     del g.node[:]
     g.node.extend(nodes)
-    _name_dims(g, rnn_inputs)
-    kept = [o for o in model.opset_import if o.domain != PLACEHOLDER_DOMAIN]
-    del model.opset_import[:]
-    model.opset_import.extend(kept)
+    return rnn_inputs, rnn_outputs
+
+
+def _verify(model: onnx.ModelProto, rnn_edges: list[tuple[str, RNNSpec]], n_rnns: int,
+            dynamic_shapes: Any) -> None:
+    """Never write a frozen file: every placeholder must be gone, and (unless the caller
+    chose dynamic_shapes) the batch and sequence dims of every RNN's input and output must
+    be symbolic."""
+    g = model.graph
+    if any(n.domain == PLACEHOLDER_DOMAIN for n in g.node):
+        raise ExportError("internal: a placeholder was left in the graph")
+    if len(rnn_edges) < 1:
+        raise ExportError(f"none of the module's {n_rnns} nn.RNN(s) was called by its forward "
+                          "with these example inputs")
+    if dynamic_shapes is not None:
+        return
+    for x, spec in rnn_edges:
+        dims = [d for vi in (*g.input, *g.value_info, *g.output) if vi.name == x
+                for d in vi.type.tensor_type.shape.dim][:2]
+        seq_axis, batch_axis = (1, 0) if spec.batch_first else (0, 1)
+        for axis, word in ((seq_axis, "sequence length"), (batch_axis, "batch size")):
+            if axis < len(dims) and dims[axis].HasField("dim_value"):
+                raise ExportError(f"torch.export fixed the {word} of an nn.RNN to "
+                                  f"{dims[axis].dim_value} (the module's code specialises on "
+                                  "it); the file would refuse every other size. Pass "
+                                  "dynamic_shapes explicitly if that is what you want")
+
+
+
+def _check_parameters(model: Any) -> None:
+    """Every floating-point parameter and buffer finite (a diverged run exports silently)."""
+    from .weights import check_finite
+
+    check_finite({k: v.detach().cpu().numpy() for k, v in model.state_dict().items()
+                  if v.is_floating_point()}, where=f"{type(model).__name__}: ")
 
 
 def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
                   opset: int, batch_layout: str = "transpose", dynamic_shapes: Any = None,
                   input_names: Sequence[str] | None = None,
-                  output_names: Sequence[str] | None = None) -> onnx.ModelProto:
+                  output_names: Sequence[str] | None = None, allow_nonfinite: bool = False,
+                  external_data: bool | None = None) -> onnx.ModelProto:
     """Export any nn.Module whose forward runs nn.RNNs; each RNN becomes native RNN nodes."""
     import torch
 
@@ -256,20 +343,31 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
     if args is None:
         raise ExportError("exporting a whole module needs example args, as torch.onnx.export does")
     args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
-    rnns = _find_rnns(model)
-    specs = [exportable_spec(m, path) for path, m in rnns]
-    weights = [pack_layers(module_state(m), spec) for (_, m), spec in zip(rnns, specs)]
-    with torch.no_grad(), _swapped(model, rnns, specs):
+    rnns, paths = _find_rnns(model)
+    first_paths = [paths[id(m)][0] for m in rnns]
+    specs = [exportable_spec(m, path) for m, path in zip(rnns, first_paths)]
+    for spec in specs:
+        spec.check_fits(copies=2)
+    if not allow_nonfinite:
+        _check_parameters(model)
+    weights = [pack_layers(module_state(m), spec, allow_nonfinite=True)
+               for m, spec in zip(rnns, specs)]
+    with torch.no_grad(), _swapped(model, rnns, paths, specs), _reached_only_as_attributes():
         onnx_model = _torch_export(model, args, opset, dynamic_shapes, input_names, output_names)
-    _splice(onnx_model, rnns, specs, weights, batch_layout)
+    rnn_inputs, rnn_outputs = _splice(onnx_model, first_paths, specs, weights, batch_layout)
+    _verify(onnx_model, rnn_inputs + rnn_outputs, len(rnns), dynamic_shapes)
+    _name_dims(onnx_model.graph, rnn_inputs)
+    kept = [o for o in onnx_model.opset_import if o.domain != PLACEHOLDER_DOMAIN]
+    del onnx_model.opset_import[:]
+    onnx_model.opset_import.extend(kept)
     onnx_model.producer_name, onnx_model.producer_version = PRODUCER_NAME, __version__
     helper.set_model_props(onnx_model, {
-        "rnn_modules": json.dumps({path: spec.kwargs() for (path, _), spec in zip(rnns, specs)}),
+        "rnn_modules": json.dumps({path: spec.kwargs() for path, spec in zip(first_paths, specs)}),
         "batch_layout": batch_layout, "lowering": "rnn", "torch_version": torch.__version__})
     try:
         onnx.checker.check_model(onnx_model, full_check=True)
     except Exception as exc:
         raise ExportError(f"the spliced model does not check: {str(exc).splitlines()[0]}") from None
     if f is not None:
-        save_atomic(onnx_model, f)
+        save_atomic(onnx_model, f, external_data=external_data)
     return onnx_model

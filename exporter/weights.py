@@ -59,9 +59,23 @@ def _check(state: Mapping[str, np.ndarray], spec: RNNSpec) -> None:
             raise ExportError(f"{key} has shape {list(got)}, expected {list(shape)} for {spec.id}")
 
 
-def pack_layers(state: Mapping[str, np.ndarray], spec: RNNSpec) -> list[LayerWeights]:
+def check_finite(state: Mapping[str, np.ndarray], where: str = "") -> None:
+    """A NaN or ±Inf weight (a diverged training run) is refused by name."""
+    for key, value in state.items():
+        a = np.asarray(value)
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            n = int((~np.isfinite(a)).sum())
+            raise ExportError(f"{where}{key} has {n} NaN/±Inf value(s) of {a.size}; refusing "
+                              "to export them (allow_nonfinite=True / --allow-nonfinite to "
+                              "write them anyway)")
+
+
+def pack_layers(state: Mapping[str, np.ndarray], spec: RNNSpec,
+                allow_nonfinite: bool = False) -> list[LayerWeights]:
     """Validate `state` (nn.RNN keys → float arrays) against `spec` and pack each layer."""
     _check(state, spec)
+    if not allow_nonfinite:
+        check_finite(state)
     dirs = _SUFFIXES[:spec.num_directions]
     layers = []
     for k in range(spec.num_layers):

@@ -32,14 +32,18 @@ class GraphBuilder:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._names: set[str] = set(taken)
+        self._next: dict[str, int] = {}     # base → next suffix to try (linear, not quadratic)
         self._prefix = prefix
         self._consts: dict[tuple, str] = {}
 
     def fresh(self, base: str) -> str:
         base = self._prefix + base
-        name, i = base, 1
+        i = self._next.get(base, 0)
+        name = base if i == 0 else f"{base}_{i}"
         while name in self._names:
-            name, i = f"{base}_{i}", i + 1
+            i += 1
+            name = f"{base}_{i}"
+        self._next[base] = i + 1
         self._names.add(name)
         return name
 
@@ -47,7 +51,7 @@ class GraphBuilder:
         """A builder for a subgraph (a Scan body): its own nodes, the same name space, since
         ONNX wants subgraph names distinct from the enclosing graph's."""
         sub = GraphBuilder()
-        sub._names, sub._prefix = self._names, self._prefix
+        sub._names, sub._next, sub._prefix = self._names, self._next, self._prefix
         return sub
 
     def initializer(self, base: str, array: np.ndarray) -> str:
