@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from exporter.cli import OneLineParser, add_rnn_arguments, resolve_rnn, run_cli
 from exporter.errors import ExportError
@@ -77,8 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check", help="check an already exported model against torch")
-    check.add_argument("model", type=Path, help="the .onnx file (inputs input[, h_0]; "
-                                                "outputs output, h_n)")
+    check.add_argument("model", type=Path,
+                       help="the .onnx file (inputs input[, h_0][, sequence_lens]; outputs "
+                            "output, h_n). A file this exporter wrote says its own nn.RNN "
+                            "arguments (and seed, for random weights): flags are then "
+                            "optional, and flags that disagree with it are an error")
     check.add_argument("--inputs", default="1x1,3x9,2x64", metavar="BxS,...",
                        help="(batch)x(seq) input cases (default 1x1,3x9,2x64)")
     check.add_argument("--lengths", default="unsorted,mixed", metavar="PATTERN,...",
@@ -154,9 +158,17 @@ def _execute(prepared: list[Prepared], args: argparse.Namespace, meta: dict) -> 
                          start_timeout=args.start_timeout, on_cell=bar.advance)
     report = build_report(result, environment(), meta)
     files = write_reports(report, args.report_dir, heatmap=not args.no_heatmap)
-    progress.summary(result, args.require)
+    progress.summary(result, args.require, wall=time.perf_counter() - args.started)
     print(f"reports: {', '.join(str(f) for f in files)}")
     return 1 if result.failed(args.require) else 0
+
+
+def _prepare(cases: list, workdir: Path) -> list[Prepared]:
+    """Export every model and compute torch's answers, with a progress bar of its own."""
+    from . import progress
+
+    with progress.Live(len(cases), label="preparing  ") as bar:
+        return prepare_matrix(cases, workdir, on_case=bar.step)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -165,7 +177,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cases = shard(cases, *args.shard)
     _runtimes(args)  # validate before the slow part
     with temp_workdir() as tmp:
-        prepared = prepare_matrix(cases, Path(tmp))
+        prepared = _prepare(cases, Path(tmp))
         if args.vectors:
             from .vectors import write_vectors
             write_vectors(prepared, args.vectors)
@@ -194,31 +206,74 @@ def _length_patterns(text: str) -> list[str]:
     return patterns
 
 
+def _file_config(model: "onnx.ModelProto", args: argparse.Namespace
+                 ) -> tuple[dict[str, Any], int | None]:
+    """What a file this exporter wrote says about itself (metadata_props): the nn.RNN
+    arguments and, for random weights, their seed. Flags that disagree are a usage error."""
+    import json
+
+    from exporter.cli import given_flags
+
+    props = {p.key: p.value for p in model.metadata_props}
+    if "rnn_modules" in props:
+        raise ExportError("this file is a whole-model export (its metadata lists "
+                          f"{', '.join(json.loads(props['rnn_modules']))}); `check` rebuilds "
+                          "an nn.RNN from a checkpoint and cannot rebuild your module: add it "
+                          "to a matrix's composites, or compare in Python with "
+                          "conformance.truth.module_truth")
+    given = given_flags(args)
+    try:
+        config = json.loads(props["rnn_config"]) if "rnn_config" in props else {}
+        seed = int(props["seed"]) if "seed" in props else None
+    except (ValueError, TypeError):
+        raise ExportError("the file's rnn_config/seed metadata is unreadable") from None
+    if not isinstance(config, dict):
+        raise ExportError("the file's rnn_config metadata is not a JSON object")
+    clash = [f"--{k.replace('_', '-')} {given[k]!r} (the file says {config[k]!r})"
+             for k in given if k in config and given[k] != config[k]]
+    if args.seed is not None and seed is not None and args.seed != seed:
+        clash.append(f"--seed {args.seed} (the file says {seed})")
+    if clash:
+        raise ExportError(f"flags disagree with the file's own metadata: {'; '.join(clash)}")
+    return {**config, **given}, seed
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     import onnx
 
     from .matrix import stable_seed
     from .truth import make_feeds, module_from_state, torch_truth
 
-    if not args.checkpoint:
-        raise ExportError("check needs --checkpoint: the weights the model was exported from")
     if not args.model.is_file():
         raise ExportError(f"model not found: {args.model}")
     try:
-        graph = onnx.load(str(args.model), load_external_data=False).graph
+        model = onnx.load(str(args.model), load_external_data=False)
     except Exception as exc:
         raise ExportError(f"cannot read ONNX model {args.model}: {exc}") from None
+    graph = model.graph
     names = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+    config, file_seed = _file_config(model, args)
     if names[:1] != ["input"] or not set(names) <= {"input", "h_0", "sequence_lens"}:
         raise ExportError(f"model inputs are {names}; expected input[, h_0][, sequence_lens]")
-    spec, state = resolve_rnn(args)
+    if args.checkpoint and args.seed is not None:
+        raise ExportError("--seed rebuilds random weights; with --checkpoint the weights are "
+                          "the checkpoint's")
+    if not args.checkpoint:
+        args.seed = args.seed if args.seed is not None else file_seed
+        if args.seed is None:
+            raise ExportError("check needs the weights the model was exported from: "
+                              "--checkpoint FILE (e.g. from `exporter export --save-checkpoint`), "
+                              "or --seed N for a file exported from random weights")
+    spec, state = resolve_rnn(args, config)
     module = module_from_state(spec, state)
     patterns = _length_patterns(args.lengths) if "sequence_lens" in names else [None]
     prepared = []
     for (batch, seq), lengths in itertools.product(_input_cases(args.inputs), patterns):
         case_id = (f"{args.model.stem}--{spec.id}--b{batch}s{seq}"
                    + (f"-lens_{lengths}" if lengths else ""))
-        feeds = make_feeds(spec, batch, seq, "h_0" in names, stable_seed(case_id), lengths)
+        # Inputs depend on the config and shape only, never on the file's name.
+        feeds = make_feeds(spec, batch, seq, "h_0" in names,
+                           stable_seed(f"{spec.id}--b{batch}s{seq}-{lengths}"), lengths)
         f32, f64 = torch_truth(module, feeds)
         labels = {**spec.kwargs(), "initial_state": "input" if "h_0" in names else "zeros",
                   "sequence_lens": lengths is not None, "lengths": lengths,
@@ -235,7 +290,7 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
     if not cases:
         raise ExportError("no cases selected")
     with temp_workdir() as tmp:
-        folders = write_vectors(prepare_matrix(cases, Path(tmp)), args.output)
+        folders = write_vectors(_prepare(cases, Path(tmp)), args.output)
     print(f"wrote {len(cases)} cases of {len(folders)} models to {args.output}")
     return 0
 
@@ -303,6 +358,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.perf_counter()
     args = _parser().parse_args(argv)
+    args.started = started
     return run_cli(args.func, args, "conformance")
 

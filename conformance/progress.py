@@ -25,8 +25,8 @@ def _console() -> Console:
 class Live:
     """A progress bar on stderr that counts finished cells and failures."""
 
-    def __init__(self, total: int) -> None:
-        self._progress = Progress(TextColumn("[bold]conformance"), BarColumn(),
+    def __init__(self, total: int, label: str = "conformance") -> None:
+        self._progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(),
                                   MofNCompleteColumn(), TextColumn("{task.fields[bad]}"),
                                   TimeElapsedColumn(), console=_err, transient=False)
         self._task = self._progress.add_task("cells", total=total, bad="")
@@ -39,6 +39,9 @@ class Live:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
+    def step(self, n: int = 1) -> None:
+        self._progress.update(self._task, advance=n)
+
     def advance(self, cell: dict) -> None:
         if cell["status"] in ("fail", "error", "unsupported", "xpass"):
             self._bad += 1
@@ -46,7 +49,8 @@ class Live:
                               bad=f"[red]{self._bad} failing" if self._bad else "")
 
 
-def summary(result: RunResult, required: Iterable[str] = ()) -> None:
+def summary(result: RunResult, required: Iterable[str] = (), wall: float | None = None
+            ) -> None:
     out = _console()
     table = Table(title="conformance matrix")
     table.add_column("runtime")
@@ -80,5 +84,7 @@ def summary(result: RunResult, required: Iterable[str] = ()) -> None:
         out.print("[bold red]nothing was checked: no cell was judged (every runtime "
                   "unavailable, or no case selected); exit 1[/]")
     counts = result.counts()
-    out.print(", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
-              + f" in {result.seconds:.1f}s", highlight=False)
+    took = (f" in {wall:.1f}s wall ({result.seconds:.1f}s running the runtimes)"
+            if wall is not None else f" in {result.seconds:.1f}s")
+    out.print(", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s]) + took,
+              highlight=False)

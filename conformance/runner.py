@@ -106,13 +106,18 @@ def _prepare_composite(model_case: CompositeCase, group: Iterable[Case],
     return prepared
 
 
-def prepare_matrix(cases: list[Case], workdir: Path) -> list[Prepared]:
-    """Export every model once (seeded from its id) and compute torch's answers per case."""
-    prepared = []
+def prepare_matrix(cases: list[Case], workdir: Path,
+                   on_case: Callable[[int], None] | None = None) -> list[Prepared]:
+    """Export every model once (seeded from its id) and compute torch's answers per case;
+    `on_case(n)` is told each time n more cases are ready."""
+    prepared: list[Prepared] = []
     for model_case, group in itertools.groupby(sorted(cases, key=lambda c: c.id),
                                                key=lambda c: c.model):
         if isinstance(model_case, CompositeCase):
-            prepared += _prepare_composite(model_case, group, workdir)
+            more = _prepare_composite(model_case, group, workdir)
+            prepared += more
+            if on_case:
+                on_case(len(more))
             continue
         module = model_case.spec.build_module(seed=model_case.seed)
         path = workdir / model_case.id / "model.onnx"
@@ -129,6 +134,8 @@ def prepare_matrix(cases: list[Case], workdir: Path) -> list[Prepared]:
             f32, f64 = torch_truth(module, feeds)
             prepared.append(Prepared(case.id, model_case.id, str(path), feeds, f32, f64,
                                      _labels(case), problem))
+            if on_case:
+                on_case(1)
     return prepared
 
 
@@ -152,14 +159,15 @@ def _cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
         "provider": None, "wall_s": None, "max_abs_err": None, "max_rel_err": None,
         "worst_output": None, "worst_index": None, "max_abs_err_f64": None,
         "torch_f32_err": None, "tolerance": None, "divergence": None, "message": "",
-        "silently_wrong": False, "placement": None,
+        "silently_wrong": False, "placement": None, "log": None,
     }
     if outcome is None:
         cell.update(status="unavailable", observed="unavailable", message=info["reason"])
         return cell
     status = outcome.kind
     cell.update(provider=outcome.provider or None, wall_s=round(outcome.seconds, 6),
-                message=outcome.message, placement=outcome.placement)
+                message=outcome.message, placement=outcome.placement,
+                log=outcome.log or None)
     if outcome.kind == "ok" or outcome.outputs:   # also a run that placed nodes where it must not: errors recorded
         cmp = compare(runtime, outcome.outputs, p.f32, p.f64)
         cell.update({k: v for k, v in cmp.as_dict().items() if k not in ("verdict", "message")})

@@ -8,7 +8,9 @@ installed or has no device here; any exception while starting or asking is `erro
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -32,6 +34,7 @@ class Outcome:
     seconds: float = 0.0
     message: str = ""
     placement: dict[str, dict[str, int]] | None = None
+    log: str = ""                      # what the runtime printed meanwhile (isolated runs)
 
 
 class _Host:
@@ -74,8 +77,13 @@ class _Host:
         return Outcome("ok", outputs, provider, seconds, placement=placement)
 
 
-def _serve(conn: Any, name: str) -> None:
+def _serve(conn: Any, name: str, log_path: str | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
+    if log_path:   # everything the runtime prints (C++ loggers, Rust panics) goes to the cell
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     try:
         host = _Host(name)
     except Exception as exc:
@@ -105,11 +113,31 @@ class Worker:
         self._proc: Any = None
         self._conn: Any = None
         self.hello: Hello | None = None
+        fd, self._log = tempfile.mkstemp(prefix="conformance-worker-", suffix=".log")
+        os.close(fd)
+
+    _LOG_TAIL = 4000
+
+    def _log_since(self, offset: int) -> str:
+        """What the child wrote to its log from `offset` on (its last 4000 characters)."""
+        try:
+            with open(self._log, "rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+        return text if len(text) <= self._LOG_TAIL else "…" + text[-self._LOG_TAIL:]
+
+    def _log_size(self) -> int:
+        try:
+            return os.path.getsize(self._log)
+        except OSError:
+            return 0
 
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self.name), daemon=True,
+        self._proc = ctx.Process(target=_serve, args=(child, self.name, self._log), daemon=True,
                                  name=f"conformance-{self.name}")
         self._proc.start()
         child.close()
@@ -141,21 +169,24 @@ class Worker:
                 self._start()
             except (TimeoutError, RuntimeError) as exc:
                 return Outcome("error", message=str(exc))
-        start = time.perf_counter()
+        start, offset = time.perf_counter(), self._log_size()
         try:
             self._conn.send(("run", model_path, dict(feeds)))
             if not self._conn.poll(self.timeout):
                 self._kill()
-                return Outcome("error", seconds=time.perf_counter() - start,
-                               message=f"timeout: no answer within {self.timeout:g}s")
-            return self._conn.recv()
+                outcome = Outcome("error", seconds=time.perf_counter() - start,
+                                  message=f"timeout: no answer within {self.timeout:g}s")
+            else:
+                outcome = self._conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError):
             self._proc.join(5)
             code = self._proc.exitcode
             self._kill()
             how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit {code}"
-            return Outcome("error", seconds=time.perf_counter() - start,
-                           message=f"crash: the {self.name} worker died ({how})")
+            outcome = Outcome("error", seconds=time.perf_counter() - start,
+                              message=f"crash: the {self.name} worker died ({how})")
+        outcome.log = self._log_since(offset)
+        return outcome
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.is_alive():
@@ -173,6 +204,10 @@ class Worker:
             except (BrokenPipeError, OSError):
                 pass
         self._kill()
+        try:
+            os.unlink(self._log)
+        except OSError:
+            pass
 
 
 class InProcess:

@@ -47,8 +47,10 @@ def add_rnn_arguments(p: argparse.ArgumentParser) -> None:
                    help="a state_dict of nn.RNN, or of a module holding exactly one nn.RNN "
                         "(e.g. under 'rnn1.'); sizes are inferred from it and flags that "
                         "disagree with it are an error. Loaded with weights_only=True")
-    g.add_argument("--seed", type=int, default=0,
-                   help="seed for the random weights when no checkpoint is given (default 0)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="without --checkpoint the weights are nn.RNN's own random init under "
+                        "torch.manual_seed(SEED) (default 0); the seed is recorded in the file, "
+                        "so `conformance check FILE` can rebuild them")
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
@@ -186,7 +188,7 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
-        raise ExportError(f"{what} is not JSON: {str(exc)[:200]}") from None
+        raise ExportError(f"cannot read {what}: not JSON ({str(exc)[:200]})") from None
     if not isinstance(data, dict):
         raise ExportError(f"{what} must hold a JSON object")
     return data
@@ -198,16 +200,25 @@ def _load_config(path: str) -> dict[str, Any]:
     return _json_object(read_text_capped(path, "config file"), f"config {path}")
 
 
-def resolve_rnn(args: argparse.Namespace) -> tuple[RNNSpec, dict]:
-    """(spec, nn.RNN-keyed float32 weights) from --config, flags and --checkpoint."""
+SPEC_FLAGS = ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias", "batch_first",
+              "dropout", "bidirectional")
+
+
+def given_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The nn.RNN arguments the user gave: --config, overridden by explicit flags."""
+    given = _load_config(args.config) if args.config else {}
+    given.update({k: getattr(args, k) for k in SPEC_FLAGS if getattr(args, k) is not None})
+    return given
+
+
+def resolve_rnn(args: argparse.Namespace, given: dict[str, Any] | None = None
+                ) -> tuple[RNNSpec, dict]:
+    """(spec, nn.RNN-keyed float32 weights) from --config, flags and --checkpoint; without a
+    checkpoint the weights are nn.RNN's own random init under --seed."""
     from .api import module_state
     from .checkpoint import spec_from_checkpoint
 
-    given = _load_config(args.config) if args.config else {}
-    flags = {k: getattr(args, k) for k in ("input_size", "hidden_size", "num_layers",
-                                           "nonlinearity", "bias", "batch_first", "dropout",
-                                           "bidirectional")}
-    given.update({k: v for k, v in flags.items() if v is not None})
+    given = given_flags(args) if given is None else given
     if args.checkpoint:
         return spec_from_checkpoint(args.checkpoint, **given)
     spec = RNNSpec.from_kwargs({**SEED_DEFAULTS, **given})
@@ -217,6 +228,16 @@ def resolve_rnn(args: argparse.Namespace) -> tuple[RNNSpec, dict]:
 def _shape(vi) -> str:
     dims = [d.dim_param or str(d.dim_value) for d in vi.type.tensor_type.shape.dim]
     return f"{vi.name}[{', '.join(dims)}]"
+
+
+def _save_checkpoint(state: dict, path: str, inputs: list) -> None:
+    """The exact weights of this export as an nn.RNN state_dict (torch.save, atomically)."""
+    import torch
+
+    from .files import atomic_write
+
+    tensors = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
+    atomic_write(path, lambda tmp: torch.save(tensors, tmp), inputs)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -231,12 +252,24 @@ def _export(args: argparse.Namespace) -> int:
         model = _export_module(args)
         what = args.module
     else:
+        if args.checkpoint and args.seed is not None:
+            raise ExportError("--seed sets random weights; with --checkpoint the weights are "
+                              "the checkpoint's")
+        if args.seed is None:
+            args.seed = 0
         spec, state = resolve_rnn(args)
         model = export_spec(spec, state, None, opset=args.opset,
                             initial_state=args.initial_state, batch_layout=args.batch_layout,
                             sequence_lens=args.sequence_lens, lowering=args.lowering,
                             allow_nonfinite=args.allow_nonfinite)
+        if not args.checkpoint:   # the weights are reproducible from the seed: say so
+            from onnx import helper
+            props = {p.key: p.value for p in model.metadata_props}
+            helper.set_model_props(model, {**props, "weights": f"torch.manual_seed({args.seed})",
+                                           "seed": str(args.seed)})
         what = f"nn.RNN {spec.to_json()}"
+        if args.save_checkpoint:
+            _save_checkpoint(state, args.save_checkpoint, inputs + [args.output])
     save_atomic(model, args.output, inputs=inputs, external_data=external)
     size = Path(args.output).stat().st_size
     g = model.graph
@@ -262,6 +295,9 @@ def _parser() -> argparse.ArgumentParser:
                                    "'batch' and 'seq' dimensions, inputs input[, h_0], outputs "
                                    "output, h_n with torch's shapes.")
     e.add_argument("-o", "--output", default="rnn.onnx", help="output file (default rnn.onnx)")
+    e.add_argument("--save-checkpoint", metavar="FILE.pt",
+                   help="also save the exported weights as an nn.RNN state_dict, for "
+                        "`conformance check` or your own tests")
     add_rnn_arguments(e)
     add_export_arguments(e)
     add_module_arguments(e)

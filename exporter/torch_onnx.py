@@ -192,6 +192,15 @@ def _root_cause(exc: BaseException) -> BaseException:
     return chain[-1]
 
 
+def _size_oblivious() -> Any:
+    """torch.export specialises dims of size 0/1 unless told not to (torch.onnx's own setting)."""
+    try:
+        from torch.fx.experimental import _config as fx_config
+        return fx_config.patch(backed_size_oblivious=True)
+    except (ImportError, AttributeError, KeyError):
+        return contextlib.nullcontext()
+
+
 def _torch_export(model: Any, args: tuple, opset: int, dynamic_shapes: Any,
                   input_names: Sequence[str] | None, output_names: Sequence[str] | None
                   ) -> onnx.ModelProto:
@@ -203,12 +212,15 @@ def _torch_export(model: Any, args: tuple, opset: int, dynamic_shapes: Any,
             # torch.export first, then torch.onnx on the program: torch.onnx.export(model, args)
             # takes a trailing dict argument for keyword arguments (a forward(batch: dict)
             # then fails); torch.export keeps positional arguments positional.
-            try:
-                ep = torch.export.export(model, args, dynamic_shapes=shapes, strict=False)
-            except ExportError:
-                raise
-            except Exception:   # as torch.onnx does: non-strict first, then strict
-                ep = torch.export.export(model, args, dynamic_shapes=shapes, strict=True)
+            # As torch.onnx does: sizes of 0 or 1 in the examples stay dynamic
+            # (backed_size_oblivious), non-strict first, then strict.
+            with _size_oblivious():
+                try:
+                    ep = torch.export.export(model, args, dynamic_shapes=shapes, strict=False)
+                except ExportError:
+                    raise
+                except Exception:
+                    ep = torch.export.export(model, args, dynamic_shapes=shapes, strict=True)
             program = torch.onnx.export(
                 ep, dynamo=True, opset_version=opset, optimize=True, verbose=False,
                 input_names=list(input_names) if input_names else None,
@@ -315,10 +327,13 @@ def _verify(model: onnx.ModelProto, rnn_edges: list[tuple[str, RNNSpec]], n_rnns
         seq_axis, batch_axis = (1, 0) if spec.batch_first else (0, 1)
         for axis, word in ((seq_axis, "sequence length"), (batch_axis, "batch size")):
             if axis < len(dims) and dims[axis].HasField("dim_value"):
-                raise ExportError(f"torch.export fixed the {word} of an nn.RNN to "
-                                  f"{dims[axis].dim_value} (the module's code specialises on "
-                                  "it); the file would refuse every other size. Pass "
-                                  "dynamic_shapes explicitly if that is what you want")
+                size = dims[axis].dim_value
+                why = ("torch.export specialises every dimension of size 0 or 1: give example "
+                       "inputs whose batch and sequence are at least 2" if size <= 1 else
+                       "the module's code specialises on it; pass dynamic_shapes explicitly "
+                       "if a fixed size is what you want")
+                raise ExportError(f"torch.export fixed the {word} of an nn.RNN to {size}, so "
+                                  f"the file would refuse every other size: {why}")
 
 
 

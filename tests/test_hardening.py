@@ -292,7 +292,7 @@ def test_bad_numbers_and_files_are_one_line(capsys, tmp_path, args, match):
 def test_deep_and_huge_json_are_one_line(capsys, tmp_path):
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100000 + "]" * 100000)
-    _refused(capsys, "--config", str(deep), match="is not JSON")
+    _refused(capsys, "--config", str(deep), match="not JSON")
     big = tmp_path / "big.json"
     big.write_text('{"input_size": 3, "pad": "' + "x" * (2 << 20) + '"}')
     _refused(capsys, "--config", str(big), match="larger than")
