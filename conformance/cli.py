@@ -17,7 +17,9 @@ from .runtimes import REGISTRY, runtime_names
 
 __all__ = ["main"]
 
-DEFAULT_RUNTIMES = "ort-cpu,ort-cuda,onnx-reference"
+# "installed": every registered runtime (ort-cuda-tf32 aside, a setting of ort-cuda) that is
+# installed and usable here; name the others with --runtimes or --require.
+DEFAULT_RUNTIMES = "installed"
 SUPPORT_RUNTIMES = "ort-cpu,ort-cuda,openvino,tract,ort-node,ort-web,onnx-reference"
 
 
@@ -44,7 +46,9 @@ def _seconds(text: str) -> float:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtimes", default=DEFAULT_RUNTIMES,
-                   help=f"comma-separated: {', '.join(REGISTRY)} (default {DEFAULT_RUNTIMES})")
+                   help=f"comma-separated: {', '.join(REGISTRY)}, or module:Class; "
+                        "'installed' (the default) means every one of them that is installed "
+                        "and usable here (ort-cuda only with a GPU)")
     p.add_argument("--require", action="append", default=[], metavar="RUNTIME",
                    help="fail (exit 1) if this runtime is unavailable; repeatable")
     p.add_argument("--allow-tf32", action="store_true",
@@ -93,20 +97,30 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_check)
 
     vec = sub.add_parser("vectors", help="write a matrix as ONNX test vectors, run nothing")
-    vec.add_argument("--matrix", default="smoke")
-    vec.add_argument("--select", metavar="PATTERN")
+    vec.add_argument("--matrix", default="smoke",
+                     help=f"{', '.join(MATRIX_NAMES)} or a TOML file (default smoke)")
+    vec.add_argument("--select", metavar="PATTERN", help="case-id glob, or substring")
     vec.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     vec.set_defaults(func=_cmd_vectors)
 
     sup = sub.add_parser("support", help="regenerate the runtime × feature table (docs/support.md)",
                          description="Run the matrix on the runtimes (or read existing "
                                      "report.json files) and write the support table.")
-    sup.add_argument("--matrix", default="default")
+    sup.add_argument("--matrix", default="default",
+                     help=f"{', '.join(MATRIX_NAMES)} or a TOML file (default default)")
     sup.add_argument("--reports", type=Path, nargs="+", metavar="REPORT_JSON",
                      help="build the table from these reports instead of running")
-    sup.add_argument("-o", "--output", type=Path, default=Path("docs/support.md"))
+    sup.add_argument("-o", "--output", type=Path, default=Path("docs/support.md"),
+                     help="the Markdown table to write (default docs/support.md)")
+    sup.add_argument("--allow-unavailable", action="store_true",
+                     help="write the table even if a runtime was unavailable (its column then "
+                          "says so); by default that is refused, so the tracked table is never "
+                          "overwritten by a machine that lacks a runtime")
     _add_common(sup)
     sup.set_defaults(func=_cmd_support, runtimes=SUPPORT_RUNTIMES)
+    for action in sup._actions:
+        if action.dest == "runtimes":
+            action.help = f"comma-separated (default {SUPPORT_RUNTIMES})"
 
     bench = sub.add_parser("bench", help="latency on onnxruntime CPU vs torch eager, per lowering",
                            description="Measure torch eager and each lowering on onnxruntime CPU "
@@ -114,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
                                        "JSON, PNG plots and a Markdown table.")
     bench.add_argument("--smoke", action="store_true", help="a tiny grid, for CI")
     bench.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
-    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument("--warmup", type=int, default=5,
+                       help="untimed runs before each measurement (default 5)")
     bench.add_argument("--repeats", type=int, default=20, help="timed runs per number (default 20)")
     bench.add_argument("--export-seqs", default="5,25", metavar="S,...",
                        help="sequence lengths at which to time torch.onnx.export (default 5,25; "
@@ -126,13 +141,33 @@ def _parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_cmd_bench)
 
     rep = sub.add_parser("replay", help="run ONNX test vectors (this tool's or onnx's layout)")
-    rep.add_argument("vectors", type=Path)
+    rep.add_argument("vectors", type=Path,
+                     help="a model folder (model.onnx + test_data_set_*/) or a folder of them; "
+                          "tensors are matched by name, or by position where unnamed")
     _add_common(rep)
     rep.set_defaults(func=_cmd_replay)
     return p
 
 
+def _installed() -> list[str]:
+    """The registered runtimes usable here (each adapter asked in this process)."""
+    from .runtimes import load_runtime
+
+    found = []
+    for name in REGISTRY:
+        if name == "ort-cuda-tf32":
+            continue
+        try:
+            if load_runtime(name).available() is None:
+                found.append(name)
+        except Exception:    # a broken adapter is named explicitly to be judged an error
+            pass
+    return found
+
+
 def _runtimes(args: argparse.Namespace) -> list[str]:
+    if args.runtimes == "installed":
+        args.runtimes = ",".join(_installed()) or "ort-cpu"
     names = runtime_names(args.runtimes)
     required = runtime_names(",".join(args.require)) if args.require else []
     names += [r for r in required if r not in names]
@@ -312,6 +347,12 @@ def _cmd_support(args: argparse.Namespace) -> int:
         command = (f"python -m conformance support --matrix {args.matrix} "
                    f"--runtimes {args.runtimes}")
     cells, reports = load_reports(args.reports)
+    missing = sorted({rt for r in reports for rt, info in r["runtimes"].items()
+                      if not info.get("available")})
+    if missing and not args.allow_unavailable:
+        print(f"not writing {args.output}: {', '.join(missing)} unavailable here (install "
+              "them, drop them from --runtimes, or pass --allow-unavailable)")
+        return 1
     args.output.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(args.output, support_markdown(cells, reports, command).encode())
     print(f"wrote {args.output}")

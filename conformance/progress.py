@@ -5,6 +5,7 @@ import sys
 from typing import Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -67,14 +68,16 @@ def summary(result: RunResult, required: Iterable[str] = (), wall: float | None 
     out.print(table)
     for rt, info in result.runtimes.items():
         if info.get("error"):
-            out.print(f"[magenta]{rt} broken: {info['error']}[/]", highlight=False)
+            out.print(f"[magenta]{rt} broken: {escape(str(info['error']))}[/]", highlight=False)
         elif not info["available"]:
-            out.print(f"[dim]{rt} unavailable: {info['reason']}[/dim]", highlight=False)
+            out.print(f"[dim]{rt} unavailable: {escape(str(info['reason']))}[/dim]",
+                      highlight=False)
     bad = [c for c in result.cells if c["status"] in ("fail", "error", "unsupported", "xpass")]
     for c in bad[:25]:
         flag = " [bold red](silently wrong)[/]" if c["silently_wrong"] else ""
-        out.print(f"[{_STYLE[c['status']]}]{c['status']}[/]{flag} {c['runtime']} {c['case']}: "
-                  f"{c['message'] or ''} max_abs_err={c['max_abs_err']}", highlight=False)
+        out.print(f"[{_STYLE[c['status']]}]{c['status']}[/]{flag} {escape(c['runtime'])} "
+                  f"{escape(c['case'])}: {escape(c['message'] or '')} "
+                  f"max_abs_err={c['max_abs_err']}", highlight=False)
     if len(bad) > 25:
         out.print(f"... and {len(bad) - 25} more failing cells (see report.md)")
     for r in required:

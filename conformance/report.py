@@ -83,12 +83,18 @@ def _markdown(report: dict) -> str:
         lines.append(f"| {rt} | {info.get('version') or 'unavailable'} | "
                      + " | ".join(str(n[s]) for s in STATUSES) + " |")
     wrong = [c for c in cells if c["silently_wrong"]]
+    known = sum(c["status"] == "xfail" for c in wrong)
     lines += ["", f"**Silently wrong results** (the runtime answered without complaint, and "
-              f"the answer is wrong): {len(wrong)}"]
-    for rt, info in report["runtimes"].items():
+              f"the answer is wrong): {len(wrong)}"
+              + (f", of which {known} are known divergences (xfail, listed below) and "
+                 f"{len(wrong) - known} are not" if wrong else "")]
+    gone = [(rt, info) for rt, info in report["runtimes"].items() if not info["available"]]
+    if gone:
+        lines += ["", "## Runtimes not run", ""]
+    for rt, info in gone:
         if info.get("error"):
             lines += [f"- `{rt}` broken (every cell `error`): {info['error']}"]
-        elif not info["available"]:
+        else:
             lines += [f"- `{rt}` unavailable: {info['reason']}"]
     lines += _placement_lines(report)
     notable = [c for c in cells if c["status"] not in ("pass", "unavailable")]
@@ -140,27 +146,67 @@ def _placement_lines(report: dict) -> list[str]:
     return lines
 
 
+def _heatmap_rows(report: dict) -> tuple[list[str], list[str], dict]:
+    """(row labels, runtimes, (row, runtime) → cells): the support table's feature rows
+    (conformance/support.py), then one row of every cell; empty rows are dropped."""
+    from .support import FEATURES, in_scope
+
+    cells, runtimes = report["cells"], list(report["runtimes"])
+    rows: dict[str, list[dict]] = {}
+    for feature, pred in FEATURES.items():
+        rows[feature] = [c for c in cells if c.get("labels") and pred(c["labels"])
+                         and in_scope(feature, c["labels"])]
+    rows["every cell"] = list(cells)
+    rows = {k: v for k, v in rows.items() if v}
+    grid = {(r, rt): [c for c in v if c["runtime"] == rt] for r, v in rows.items()
+            for rt in runtimes}
+    return list(rows), runtimes, grid
+
+
+def _square_text(cells: list[dict]) -> str:
+    if not cells:
+        return ""
+    n = {s: sum(c["status"] == s for c in cells) for s in STATUSES}
+    if n["unavailable"] == len(cells):
+        return "n/a"
+    parts = [f"{n['pass']}/{len(cells) - n['unavailable']} pass"]
+    parts += [f"{n[s]} {s}" for s in ("fail", "xpass", "error", "unsupported") if n[s]]
+    known = {"fail": "wrong", "unsupported": "refused", "error": "crash"}
+    for observed, word in known.items():   # xfail squares say which kind of known failure
+        k = sum(c["status"] == "xfail" and c.get("observed") == observed for c in cells)
+        if k:
+            parts.append(f"{k} xfail ({word})")
+    return "\n".join(parts[:4])
+
+
 def _heatmap(report: dict, path: Path) -> None:
+    """Feature × runtime, coloured by the worst status, each square with its counts: the
+    same rows as docs/support.md, readable at any matrix size."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    runtimes = list(report["runtimes"])
-    models = list(dict.fromkeys(c["model"] for c in report["cells"]))
-    grid = [[len(_SEVERITY) - 1] * len(models) for _ in runtimes]
-    for c in report["cells"]:
-        i, j = runtimes.index(c["runtime"]), models.index(c["model"])
-        grid[i][j] = min(grid[i][j], _SEVERITY.index(c["status"]))
+    rows, runtimes, cells = _heatmap_rows(report)
+    worst = [[min((_SEVERITY.index(c["status"]) for c in cells[(r, rt)]),
+                  default=_SEVERITY.index("unavailable")) for rt in runtimes] for r in rows]
     cmap = ListedColormap([STATUS_COLORS[s] for s in _SEVERITY])
-    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(models) + 3), 1.2 + 0.45 * len(runtimes)))
-    ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=len(_SEVERITY) - 0.5, aspect="auto")
-    ax.set_yticks(range(len(runtimes)), runtimes)
-    ax.set_xticks(range(len(models)), models, rotation=90, fontsize=6)
-    ax.set_title(f"conformance: matrix {report.get('matrix', '?')} (worst status per model)")
+    fig, ax = plt.subplots(figsize=(3.2 + 1.45 * len(runtimes), 1.4 + 0.62 * len(rows)))
+    ax.imshow(worst, cmap=cmap, vmin=-0.5, vmax=len(_SEVERITY) - 0.5, aspect="auto")
+    for i, r in enumerate(rows):
+        for j, rt in enumerate(runtimes):
+            ax.text(j, i, _square_text(cells[(r, rt)]), ha="center", va="center", fontsize=7,
+                    color="white" if _SEVERITY[worst[i][j]] in ("fail", "error", "xpass",
+                                                               "pass") else "black")
+    ax.set_xticks(range(len(runtimes)), runtimes, fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_title(f"conformance: {report.get('matrix', '?')} — worst status per feature and "
+                 f"runtime, with counts", fontsize=9, pad=24)
     ax.legend(handles=[Patch(color=STATUS_COLORS[s], label=s) for s in _SEVERITY],
-              loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+              loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=len(_SEVERITY), fontsize=7,
+              frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["FEATURES", "support_rows", "support_markdown", "load_reports"]
+__all__ = ["FEATURES", "support_rows", "support_markdown", "load_reports", "in_scope"]
 
 Labels = dict[str, Any]
 FEATURES: dict[str, Callable[[Labels], bool]] = {
@@ -40,7 +40,7 @@ _OWN_SCOPE = {"batch_first (layout=1 attribute)": "batch_layout",
               "scan lowering (--lowering scan)": "lowering"}
 
 
-def _in_scope(feature: str, labels: Labels) -> bool:
+def in_scope(feature: str, labels: Labels) -> bool:
     own = _OWN_SCOPE.get(feature)
     if labels.get("composite"):
         return own == "composite"
@@ -82,7 +82,7 @@ def _summary(cells: list[dict]) -> str:
 def support_rows(cells: list[dict]) -> tuple[list[str], dict[str, dict[str, str]]]:
     runtimes = list(dict.fromkeys(c["runtime"] for c in cells))
     table = {feature: {rt: _summary([c for c in cells if c["runtime"] == rt
-                                     and pred(c["labels"]) and _in_scope(feature, c["labels"])])
+                                     and pred(c["labels"]) and in_scope(feature, c["labels"])])
                        for rt in runtimes}
              for feature, pred in FEATURES.items()}
     return runtimes, table

@@ -40,7 +40,8 @@ def add_rnn_arguments(p: argparse.ArgumentParser) -> None:
                    help="input/output are [batch, seq, feature]")
     g.add_argument("--dropout", type=float,
                    help="nn.RNN's dropout; inactive in the exported (eval-mode) graph")
-    g.add_argument("--bidirectional", action="store_const", const=True)
+    g.add_argument("--bidirectional", action="store_const", const=True,
+                   help="both directions, outputs concatenated (nn.RNN bidirectional=True)")
     g.add_argument("--config", metavar="FILE.json",
                    help="nn.RNN keyword arguments as JSON; flags given as well override it")
     g.add_argument("--checkpoint", metavar="FILE",

@@ -9,7 +9,10 @@
 //     The process ends when stdin closes.
 //   node harness.mjs replay DIR [--backend node|web]
 //     Replays every <model>/test_data_set_<k> under DIR (the runner's `vectors` layout) and
-//     compares with output_<k>.pb using the tolerances in case.json; exit 1 on any failure.
+//     judges the outputs by the rules of conformance/compare.py (below); exit 1 on any fail
+//     or error. It is strict: known divergences are not applied here (they match features
+//     read from the graph, which needs onnx's Python reader); for divergence-aware verdicts
+//     on the same files run `python -m conformance replay DIR --runtimes ort-node,ort-web`.
 import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -22,7 +25,14 @@ if (!['node', 'web'].includes(backendName)) {
   console.error(`harness: unknown backend ${backendName}`);
   process.exit(2);
 }
-const ort = backendName === 'web' ? await import('onnxruntime-web') : await import('onnxruntime-node');
+const pkg = backendName === 'web' ? 'onnxruntime-web' : 'onnxruntime-node';
+let ort;
+try {
+  ort = await import(pkg);
+} catch (e) {
+  console.error(`harness: ${pkg} is not installed here: run \`cd conformance/node && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci\` (${String(e.message || e).split('\n')[0]})`);
+  process.exit(2);
+}
 ort.env.logLevel = 'fatal';
 if (backendName === 'web') ort.env.wasm.numThreads = 1;
 const version = backendName === 'web' ? ort.env.versions.web : ort.env.versions.node;

@@ -22,7 +22,7 @@ from .base import Runtime
 __all__ = ["OrtNode", "OrtWeb", "HARNESS_DIR"]
 
 HARNESS_DIR = Path(__file__).resolve().parents[1] / "node"
-_INSTALL = ("cd conformance/node && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci "
+_INSTALL = (f"cd {HARNESS_DIR} && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci "
             "(needs Node.js >= 18)")
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "int64": np.int64}
 
