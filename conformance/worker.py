@@ -119,14 +119,18 @@ class Worker:
     _LOG_TAIL = 4000
 
     def _log_since(self, offset: int) -> str:
-        """What the child wrote to its log from `offset` on (its last 4000 characters)."""
+        """What the child wrote to its log from `offset` on (4000 characters at most: the
+        first and the last 2000)."""
         try:
             with open(self._log, "rb") as fh:
                 fh.seek(offset)
                 text = fh.read().decode("utf-8", "replace").strip()
         except OSError:
             return ""
-        return text if len(text) <= self._LOG_TAIL else "…" + text[-self._LOG_TAIL:]
+        if len(text) <= self._LOG_TAIL:
+            return text
+        # the head says what happened (a panic message), the tail where it ended
+        return text[:self._LOG_TAIL // 2] + "\n…\n" + text[-self._LOG_TAIL // 2:]
 
     def _log_size(self) -> int:
         try:
