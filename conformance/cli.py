@@ -310,7 +310,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         feeds = make_feeds(spec, batch, seq, "h_0" in names,
                            stable_seed(f"{spec.id}--b{batch}s{seq}-{lengths}"), lengths)
         f32, f64 = torch_truth(module, feeds)
-        labels = {**spec.kwargs(), "initial_state": "input" if "h_0" in names else "zeros",
+        labels = {**spec.config(), "initial_state": "input" if "h_0" in names else "zeros",
                   "sequence_lens": lengths is not None, "lengths": lengths,
                   "batch": batch, "seq": seq}
         prepared.append(Prepared(case_id, args.model.stem, str(args.model.resolve()), feeds,

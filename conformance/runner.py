@@ -70,7 +70,7 @@ class RunResult:
 
 
 def _labels(case: Case) -> dict[str, Any]:
-    return {**case.model.spec.kwargs(), "initial_state": case.model.initial_state,
+    return {**case.model.spec.config(), "initial_state": case.model.initial_state,
             "opset": case.model.opset, "batch_layout": case.model.batch_layout,
             "sequence_lens": case.model.sequence_lens, "lengths": case.inputs.lengths,
             "lowering": case.model.lowering,

@@ -33,23 +33,35 @@ def exportable_spec(module: Any, name: str = "the RNN") -> RNNSpec:
 
 
 def _check_args(spec: RNNSpec, args: Any, options: ExportOptions) -> None:
-    """Example inputs are optional; when given they must fit the module."""
+    """Example inputs are optional; when given they must fit the module: (input,),
+    (input, h_0), or for nn.LSTM (input, (h_0, c_0)) — the module's own call signature."""
     import torch
 
     args = args if isinstance(args, (tuple, list)) else (args,)
-    if not 1 <= len(args) <= 2 or not all(isinstance(a, torch.Tensor) for a in args):
-        raise ExportError("args must be (input,) or (input, h_0) tensors")
+    lstm = spec.cell_info.has_cell_state
+    state_ok = len(args) < 2 or (
+        isinstance(args[1], (tuple, list)) and len(args[1]) == 2
+        and all(isinstance(t, torch.Tensor) for t in args[1]) if lstm
+        else isinstance(args[1], torch.Tensor))
+    if not 1 <= len(args) <= 2 or not isinstance(args[0], torch.Tensor) or not state_ok:
+        raise ExportError("args must be (input,) or (input, (h_0, c_0)) tensors" if lstm
+                          else "args must be (input,) or (input, h_0) tensors")
     x = args[0]
     if x.dim() != 3 or x.shape[-1] != spec.input_size:
         raise ExportError(f"example input has shape {list(x.shape)}, expected 3-D with last "
                           f"dimension {spec.input_size}")
     if len(args) == 2 and not options.has_h0:
-        raise ExportError("an example h_0 was given but initial_state='zeros' leaves h_0 out")
+        raise ExportError("an example initial state was given but initial_state='zeros' "
+                          "leaves it out")
     if len(args) == 2:
         batch = x.shape[0] if spec.batch_first else x.shape[1]
-        want = [spec.num_layers * spec.num_directions, batch, spec.hidden_size]
-        if list(args[1].shape) != want:
-            raise ExportError(f"example h_0 has shape {list(args[1].shape)}, expected {want}")
+        LD = spec.num_layers * spec.num_directions
+        states = zip(("h_0", "c_0"), args[1] if lstm else (args[1],),
+                     (spec.state_size, spec.hidden_size))
+        for name, t, size in states:
+            if list(t.shape) != [LD, batch, size]:
+                raise ExportError(f"example {name} has shape {list(t.shape)}, expected "
+                                  f"{[LD, batch, size]}")
 
 
 def _options(options: Mapping[str, Any]) -> ExportOptions:
@@ -97,9 +109,10 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
            **options: Any) -> onnx.ModelProto:
     """Export to an ONNX graph whose RNNs are native RNN ops; write it to `f` if given.
 
-    `model` is an nn.RNN (graph I/O: input[, h_0][, sequence_lens] → output, h_n), or any
-    nn.Module whose forward uses nn.RNNs, exported through torch.onnx with `args` as example
-    inputs (required then) and every nn.RNN lowered to native RNN nodes.
+    `model` is an nn.RNN, nn.LSTM or nn.GRU (graph I/O: input[, h_0[, c_0]][, sequence_lens]
+    → output, h_n[, c_n]), or any nn.Module whose forward uses them, exported through
+    torch.onnx with `args` as example inputs (required then) and every recurrent module
+    lowered to native RNN / LSTM / GRU nodes.
     options: opset (default 17), initial_state ("input" or "zeros", nn.RNN only),
     batch_layout ("transpose" or "attribute"; batch_first RNNs only),
     sequence_lens (bool, nn.RNN only: add the int32 input sequence_lens [batch]),
@@ -109,7 +122,9 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
     """
     import torch
 
-    if not isinstance(model, torch.nn.RNN):
+    recurrent = (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)
+    if not isinstance(model, recurrent) or type(model).forward not in (
+            torch.nn.RNN.forward, torch.nn.LSTM.forward, torch.nn.GRU.forward):
         if not isinstance(model, torch.nn.Module):
             raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}")
         module_opts = {k: options.pop(k) for k in _MODULE_ONLY if k in options}

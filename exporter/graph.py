@@ -23,16 +23,22 @@ PRODUCER_NAME = "torch-rnn-onnx"
 
 
 def _io(spec: RNNSpec, options: ExportOptions) -> tuple[list, list]:
-    D, H, L = spec.num_directions, spec.hidden_size, spec.num_layers
+    D, H, L, S = spec.num_directions, spec.hidden_size, spec.num_layers, spec.state_size
+    lstm = spec.cell_info.has_cell_state
     seq_batch = ["batch", "seq"] if spec.batch_first else ["seq", "batch"]
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT,
                                             seq_batch + [spec.input_size])]
     if options.has_h0:
-        inputs.append(helper.make_tensor_value_info("h_0", TensorProto.FLOAT, [L * D, "batch", H]))
-    if options.sequence_lens:   # the RNN op takes int32 lengths only
+        inputs.append(helper.make_tensor_value_info("h_0", TensorProto.FLOAT, [L * D, "batch", S]))
+        if lstm:
+            inputs.append(helper.make_tensor_value_info("c_0", TensorProto.FLOAT,
+                                                        [L * D, "batch", H]))
+    if options.sequence_lens:   # the recurrent ops take int32 lengths only
         inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, ["batch"]))
-    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, seq_batch + [D * H]),
-               helper.make_tensor_value_info("h_n", TensorProto.FLOAT, [L * D, "batch", H])]
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, seq_batch + [D * S]),
+               helper.make_tensor_value_info("h_n", TensorProto.FLOAT, [L * D, "batch", S])]
+    if lstm:
+        outputs.append(helper.make_tensor_value_info("c_n", TensorProto.FLOAT, [L * D, "batch", H]))
     return inputs, outputs
 
 
@@ -48,17 +54,21 @@ def _metadata(model: onnx.ModelProto, spec: RNNSpec, options: ExportOptions) -> 
 
 def build_model(spec: RNNSpec, layers: list[LayerWeights], options: ExportOptions) -> onnx.ModelProto:
     """The direct export: graph I/O named by the contract around the one lowering."""
-    b = GraphBuilder(taken=("input", "h_0", "sequence_lens", "output", "h_n"))
+    b = GraphBuilder(taken=("input", "h_0", "c_0", "sequence_lens", "output", "h_n", "c_n"))
+    lstm = spec.cell_info.has_cell_state
     edges = dict(x="input", h0="h_0" if options.has_h0 else None, out="output", h_n="h_n",
+                 c0="c_0" if options.has_h0 and lstm else None, c_n="c_n" if lstm else None,
                  seq_lens="sequence_lens" if options.sequence_lens else None)
     if options.lowering == "scan":
         lower_rnn_scan(b, spec, layers, **edges)
     else:
         lower_rnn(b, spec, layers, batch_layout=options.batch_layout, **edges)
     inputs, outputs = _io(spec, options)
-    what = "native ONNX RNN ops" if options.lowering == "rnn" else "MatMul + Scan"
-    graph = helper.make_graph(b.nodes, "rnn", inputs, outputs, initializer=b.initializers,
-                              doc_string=f"torch.nn.RNN({spec.to_json()}) as {what}")
+    op = spec.cell_info.onnx_op
+    what = f"native ONNX {op} ops" if options.lowering == "rnn" else "MatMul + Scan"
+    graph = helper.make_graph(b.nodes, spec.cell, inputs, outputs, initializer=b.initializers,
+                              doc_string=f"torch.nn.{spec.cell_info.torch_class}"
+                                         f"({spec.to_json()}) as {what}")
     opsets = [helper.make_opsetid("", options.opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name=PRODUCER_NAME,
                               producer_version=__version__,

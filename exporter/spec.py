@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .cells import CELL_NAMES, CELLS, Cell
 from .errors import ExportError
 
 __all__ = ["RNNSpec", "ExportOptions", "NONLINEARITIES", "INITIAL_STATES", "BATCH_LAYOUTS",
@@ -54,16 +55,31 @@ class RNNSpec:
     input_size: int
     hidden_size: int
     num_layers: int = 1
-    nonlinearity: str = "tanh"
+    nonlinearity: str = "tanh"    # nn.RNN only
     bias: bool = True
     batch_first: bool = False
     dropout: float = 0.0
     bidirectional: bool = False
+    cell: str = "rnn"             # "rnn" | "lstm" | "gru": nn.RNN, nn.LSTM, nn.GRU
+    proj_size: int = 0            # nn.LSTM only: h is projected to proj_size features
 
     def __post_init__(self) -> None:
         _positive_int("input_size", self.input_size)
         _positive_int("hidden_size", self.hidden_size)
         _positive_int("num_layers", self.num_layers)
+        if self.cell not in CELL_NAMES:
+            raise ExportError(f"cell must be one of {', '.join(CELL_NAMES)}, got {self.cell!r}")
+        if not self.cell_info.has_nonlinearity and self.nonlinearity != "tanh":
+            raise ExportError(f"nonlinearity is nn.RNN's argument; nn.{self.cell_info.torch_class} "
+                              "has fixed activations")
+        if isinstance(self.proj_size, bool) or not isinstance(self.proj_size, int) \
+                or self.proj_size < 0:
+            raise ExportError(f"proj_size must be a non-negative integer, got {self.proj_size!r}")
+        if self.proj_size and not self.cell_info.has_proj:
+            raise ExportError("proj_size is nn.LSTM's argument")
+        if self.proj_size >= self.hidden_size:
+            raise ExportError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
+                              f"got {self.proj_size}")
         if self.nonlinearity not in NONLINEARITIES:
             raise ExportError(f"nonlinearity must be one of {', '.join(NONLINEARITIES)}, "
                               f"got {self.nonlinearity!r}")
@@ -75,9 +91,19 @@ class RNNSpec:
                 or not 0.0 <= d < 1.0:
             raise ExportError(f"dropout must be a number in [0, 1), got {d!r}")
 
+    @property
+    def cell_info(self) -> Cell:
+        return CELLS[self.cell]
+
+    @property
+    def state_size(self) -> int:
+        """Features of h (and of each direction's output): proj_size when projected."""
+        return self.proj_size or self.hidden_size
+
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "RNNSpec":
-        """Build from nn.RNN keyword arguments; unknown or missing keys are errors."""
+        """Build from nn.RNN / nn.LSTM / nn.GRU keyword arguments plus `cell`; unknown or
+        missing keys are errors."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(kwargs) - names)
         if unknown:
@@ -89,36 +115,52 @@ class RNNSpec:
 
     @classmethod
     def from_module(cls, module: Any) -> "RNNSpec":
-        """Read the spec off an `nn.RNN` instance (float32 only)."""
+        """Read the spec off an nn.RNN / nn.LSTM / nn.GRU instance (float32 only)."""
         import torch
-
-        if not isinstance(module, torch.nn.RNN):
-            raise ExportError(f"expected torch.nn.RNN, got {type(module).__name__}")
+        cell = next((c.name for c in CELLS.values()
+                     if isinstance(module, getattr(torch.nn, c.torch_class))), None)
+        if cell is None:
+            raise ExportError(f"expected torch.nn.RNN, LSTM or GRU, got {type(module).__name__}")
         for name, param in module.named_parameters():
             if param.dtype != torch.float32:
                 raise ExportError(f"only float32 RNNs are supported; {name} is {param.dtype}")
         return cls(input_size=module.input_size, hidden_size=module.hidden_size,
-                   num_layers=module.num_layers, nonlinearity=module.nonlinearity,
+                   num_layers=module.num_layers,
+                   nonlinearity=getattr(module, "nonlinearity", "tanh") if cell == "rnn"
+                   else "tanh",
                    bias=module.bias, batch_first=module.batch_first,
-                   dropout=float(module.dropout), bidirectional=module.bidirectional)
+                   dropout=float(module.dropout), bidirectional=module.bidirectional,
+                   cell=cell, proj_size=int(getattr(module, "proj_size", 0) or 0))
 
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
     def kwargs(self) -> dict[str, Any]:
-        """nn.RNN keyword arguments."""
-        return dataclasses.asdict(self)
+        """The torch constructor's keyword arguments (nn.RNN, nn.LSTM or nn.GRU)."""
+        out = dataclasses.asdict(self)
+        out.pop("cell")
+        if not self.cell_info.has_nonlinearity:
+            out.pop("nonlinearity")
+        if not self.cell_info.has_proj:
+            out.pop("proj_size")
+        return out
+
+    def config(self) -> dict[str, Any]:
+        """kwargs() plus the cell: everything from_kwargs needs."""
+        return {"cell": self.cell, **self.kwargs()}
 
     def to_json(self) -> str:
-        return json.dumps(self.kwargs(), sort_keys=True)
+        return json.dumps(self.config(), sort_keys=True)
 
     @property
     def id(self) -> str:
         """Deterministic, readable id: test id, report case id and artefact folder name."""
         parts = [f"i{self.input_size}h{self.hidden_size}", f"l{self.num_layers}",
-                 self.nonlinearity, "bi" if self.bidirectional else "uni",
-                 "bf" if self.batch_first else "sf"]
+                 self.nonlinearity if self.cell == "rnn" else self.cell,
+                 "bi" if self.bidirectional else "uni", "bf" if self.batch_first else "sf"]
+        if self.proj_size:
+            parts.append(f"proj{self.proj_size}")
         if not self.bias:
             parts.append("nobias")
         if self.dropout:
@@ -126,9 +168,10 @@ class RNNSpec:
         return "-".join(parts)
 
     def parameter_count(self) -> int:
-        D, H = self.num_directions, self.hidden_size
-        per_dir = [H * (self.input_size if k == 0 else D * H) + H * H
-                   + (2 * H if self.bias else 0) for k in range(self.num_layers)]
+        D, H, S, G = self.num_directions, self.hidden_size, self.state_size, self.cell_info.gates
+        per_dir = [G * H * ((self.input_size if k == 0 else D * S) + S)
+                   + (2 * G * H if self.bias else 0) + (S * H if self.proj_size else 0)
+                   for k in range(self.num_layers)]
         return D * sum(per_dir)
 
     def check_fits(self, copies: int = 3) -> None:
@@ -158,7 +201,7 @@ class RNNSpec:
         try:
             with warnings.catch_warnings():  # torch warns that 1-layer dropout does nothing
                 warnings.filterwarnings("ignore", message="dropout option adds dropout")
-                module = torch.nn.RNN(**self.kwargs())
+                module = getattr(torch.nn, self.cell_info.torch_class)(**self.kwargs())
         finally:
             if gen_state is not None:
                 torch.random.set_rng_state(gen_state)

@@ -377,7 +377,7 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
     onnx_model.opset_import.extend(kept)
     onnx_model.producer_name, onnx_model.producer_version = PRODUCER_NAME, __version__
     helper.set_model_props(onnx_model, {
-        "rnn_modules": json.dumps({path: spec.kwargs() for path, spec in zip(first_paths, specs)}),
+        "rnn_modules": json.dumps({path: spec.config() for path, spec in zip(first_paths, specs)}),
         "batch_layout": batch_layout, "lowering": "rnn", "torch_version": torch.__version__})
     try:
         onnx.checker.check_model(onnx_model, full_check=True)

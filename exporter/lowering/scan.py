@@ -1,18 +1,26 @@
-"""The fast lowering: one nn.RNN as hoisted input projections plus a Scan over the recurrence.
+"""The fast lowering: one recurrent module as hoisted input projections plus a Scan over time.
 
-Per layer k (shapes on both sides of each step):
-    x [seq, batch, I_k] → [seq·batch, I_k] · W_dᵀ + (b_ih + b_hh)_d → xw_d [seq, batch, H]
-        one Gemm per direction for every time step at once (the bulk of the FLOPs; the bias
-        fused into it), the reverse direction fed flip(x)
-    Scan over time, state h_d [batch, H] per direction; the reverse direction's inputs (and its
-    outputs) are flipped in time by a Slice with step −1 around the Scan, rather than with Scan's
-    scan_input_directions, which onnx's reference evaluator does not implement:
-        h_d ← f(xw_d[t] + h_d · R_dᵀ)            (the only per-step work: [batch, H]·[H, H])
-        with sequence_lens: m[t, b] = t < len[b];  h_d ← h_d + m·(f(...) − h_d),  y = m·h_d
-    y_d [seq, batch, H] → Concat over directions → [seq, batch, dirs·H]  (torch's layout)
+Shared scaffolding (every cell), per layer k and direction d, G gates, S = size of h:
+    x [seq, batch, I_k] → [seq·batch, I_k] · W_dᵀ + hoisted bias_d → xw_d [seq, batch, G·H]
+        one Gemm per direction for every time step at once (the bulk of the FLOPs); the
+        reverse direction is fed flip(x)
+    Scan over time, states per direction (h, and c for LSTM); the reverse direction's inputs
+    (and its outputs) are flipped in time by a Slice with step −1 around the Scan, rather than
+    with Scan's scan_input_directions, which onnx's reference evaluator does not implement
+    with sequence_lens: m[t, b] = t < len[b]; every state s ← s + m·(s_new − s), y = m·h
+    y_d [seq, batch, S] → Concat over directions → [seq, batch, dirs·S]  (torch's layout)
+Per-cell step bodies (gates in ONNX order, weights packed by weights.py):
+    RNN   h ← f(xw + h·Rᵀ)
+    LSTM  i, o, f, c̃ = σ, σ, σ, tanh of (xw + h·Rᵀ);  c ← f⊙c + i⊙c̃;  h ← o⊙tanh(c)
+          with proj_size: h ← (o⊙tanh(c))·W_hrᵀ  (the ONNX LSTM op cannot express this)
+    GRU   z, r = σ(xw_zr + h·R_zrᵀ);  n = tanh(xw_n + r⊙(h·R_nᵀ + b_hn));  h ← n + z⊙(h − n)
+          only b_ih and the z/r part of b_hh are hoisted: b_hn must stay inside r⊙(…),
+          where torch applies the reset gate (cells.py)
 The same graph I/O as the RNN-op lowering (stack.py), so either can stand behind the contract.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -26,12 +34,11 @@ from .stack import GraphBuilder, _split_h0
 __all__ = ["lower_rnn_scan"]
 
 
-
-def _zeros_state(b: GraphBuilder, shape: str, H: int) -> str:
-    """[batch, H] zeros, batch read off x's shape [seq, batch, I] at run time."""
+def _zeros_state(b: GraphBuilder, shape: str, size: int, tag: str) -> str:
+    """[batch, size] zeros, batch read off x's shape [seq, batch, I] at run time."""
     batch = b.op("Slice", [shape, b.const("one", np.array([1], np.int64)),
                            b.const("two", np.array([2], np.int64))])
-    dims = b.op("Concat", [batch, b.const("hidden", np.array([H], np.int64))], axis=0)
+    dims = b.op("Concat", [batch, b.const(f"size_{tag}", np.array([size], np.int64))], axis=0)
     return b.op("ConstantOfShape", [dims],
                 value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
 
@@ -48,32 +55,113 @@ def _mask(b: GraphBuilder, shape: str, seq_lens: str) -> str:
     return b.op("Unsqueeze", [m, b.const("axis2", np.array([2], np.int64))])         # [seq, batch, 1]
 
 
-def _body(b: GraphBuilder, R_T: list[str], H: int, act: str, masked: bool) -> onnx.GraphProto:
-    """Scan body. Inputs: states h_d [batch, H], then scan slices xw_d [batch, H] (and m_d
-    [batch, 1]). Outputs: new states, then per-step outputs y_d [batch, H]. Unmasked, y_d is
-    an Identity of the new state: listing the state twice as a graph output is valid ONNX
-    but measured slower on onnxruntime 1.32 (0.28 vs 0.19 ms at I=64, H=128, batch 1, seq 100)."""
+# ------------------------------------------------------------------ per-cell step bodies
+# Each takes the body builder, xw [batch, G·H], the states {"h": [batch, S], "c": [batch, H]}
+# and the direction's weight names; returns the new states.
+
+def _split(sub: GraphBuilder, t: str, sizes: list[int]) -> list[str]:
+    """t [batch, ΣH] → one tensor per size along axis 1."""
+    outs = [sub.fresh("part") for _ in sizes]
+    return sub.node("Split", [t, sub.const(f"split_{'_'.join(map(str, sizes))}",
+                                           np.array(sizes, np.int64))], outs, axis=1)
+
+
+def _rnn_step(sub: GraphBuilder, xw: str, st: dict, wt: dict, spec: RNNSpec) -> dict:
+    # MatMul + Add + activation: onnxruntime fuses the three into one Gemm per step
+    pre = sub.op("Add", [xw, sub.op("MatMul", [st["h"], wt["R_T"]])])
+    return {"h": sub.op(ACTIVATION[spec.nonlinearity], [pre])}
+
+
+def _lstm_step(sub: GraphBuilder, xw: str, st: dict, wt: dict, spec: RNNSpec) -> dict:
+    H = spec.hidden_size
+    gates = sub.op("Add", [xw, sub.op("MatMul", [st["h"], wt["R_T"]])])     # [batch, 4H]
+    i, o, f, c_hat = _split(sub, gates, [H] * 4)                           # ONNX order i, o, f, c
+    i, o, f = (sub.op("Sigmoid", [g]) for g in (i, o, f))
+    c = sub.op("Add", [sub.op("Mul", [f, st["c"]]),
+                       sub.op("Mul", [i, sub.op("Tanh", [c_hat])])])       # [batch, H]
+    h = sub.op("Mul", [o, sub.op("Tanh", [c])])                           # [batch, H]
+    if "P_T" in wt:
+        h = sub.op("MatMul", [h, wt["P_T"]])                              # [batch, S]
+    return {"h": h, "c": c}
+
+
+def _gru_step(sub: GraphBuilder, xw: str, st: dict, wt: dict, spec: RNNSpec) -> dict:
+    H = spec.hidden_size
+    xw_zr, xw_n = _split(sub, xw, [2 * H, H])
+    zr = sub.op("Sigmoid", [sub.op("Add", [xw_zr, sub.op("MatMul", [st["h"], wt["R_zr_T"]])])])
+    z, r = _split(sub, zr, [H, H])                                        # ONNX order z, r
+    hn = sub.op("MatMul", [st["h"], wt["R_n_T"]])                         # [batch, H]
+    if "b_hn" in wt:
+        hn = sub.op("Add", [hn, wt["b_hn"]])
+    n = sub.op("Tanh", [sub.op("Add", [xw_n, sub.op("Mul", [r, hn])])])
+    return {"h": sub.op("Add", [n, sub.op("Mul", [z, sub.op("Sub", [st["h"], n])])])}
+
+
+_STEPS: dict[str, Callable[..., dict]] = {"rnn": _rnn_step, "lstm": _lstm_step,
+                                          "gru": _gru_step}
+
+
+def _hoisted_bias(w: LayerWeights, d: int, spec: RNNSpec) -> np.ndarray | None:
+    """The bias folded into the input projection: b_ih + b_hh, except GRU's b_hn."""
+    if w.B is None:
+        return None
+    GH = w.B.shape[1] // 2
+    b_ih, b_hh = w.B[d, :GH], w.B[d, GH:].copy()
+    if spec.cell == "gru":
+        b_hh[2 * spec.hidden_size:] = 0.0        # b_hn stays inside r ⊙ (h·R_nᵀ + b_hn)
+    return b_ih + b_hh
+
+
+def _direction_weights(b: GraphBuilder, w: LayerWeights, d: int, k: int,
+                       spec: RNNSpec) -> dict[str, str]:
+    """The initializers a direction's step reads (R transposed for h·Rᵀ as a MatMul)."""
+    H = spec.hidden_size
+    R_T = np.ascontiguousarray(w.R[d].T)                                  # [S, G·H]
+    if spec.cell == "gru":
+        wt = {"R_zr_T": b.initializer(f"R_zr_T_l{k}_d{d}", R_T[:, :2 * H].copy()),
+              "R_n_T": b.initializer(f"R_n_T_l{k}_d{d}", R_T[:, 2 * H:].copy())}
+        if w.B is not None:
+            GH = w.B.shape[1] // 2
+            wt["b_hn"] = b.initializer(f"b_hn_l{k}_d{d}", w.B[d, GH + 2 * H:].copy())
+        return wt
+    wt = {"R_T": b.initializer(f"RT_l{k}_d{d}", R_T)}
+    if w.P is not None:
+        wt["P_T"] = b.initializer(f"PT_l{k}_d{d}", np.ascontiguousarray(w.P[d].T))  # [H, S]
+    return wt
+
+
+def _body(b: GraphBuilder, spec: RNNSpec, weights: list[dict[str, str]],
+          masked: bool) -> onnx.GraphProto:
+    """Scan body. Inputs: the states of every direction (h_d[, c_d]), then the scan slices
+    xw_d [batch, G·H] (and m_d [batch, 1]). Outputs: the new states, then per-step outputs
+    y_d [batch, S]. Unmasked, y_d is an Identity of the new h: listing a state twice as a
+    graph output is valid ONNX but measured slower on onnxruntime 1.32."""
     sub = b.child()
-    D = len(R_T)
-    h = [sub.fresh(f"h{d}") for d in range(D)]
+    cell, D = spec.cell_info, len(weights)
+    sizes = {"h": spec.state_size, "c": spec.hidden_size}
+    st_in = [{s: sub.fresh(f"{s}{d}") for s in cell.states} for d in range(D)]
     xw = [sub.fresh(f"xw{d}") for d in range(D)]
     m = [sub.fresh(f"m{d}") for d in range(D)] if masked else []
-    states, ys = [], []
+    new_states, ys = [], []
     for d in range(D):
-        # MatMul + Add + activation: onnxruntime fuses the three into one Gemm per step
-        a = sub.op(act, [sub.op("Add", [xw[d], sub.op("MatMul", [h[d], R_T[d]])])])
-        if masked:    # keep h where the step is padding; emit zeros there
-            a = sub.op("Add", [h[d], sub.op("Mul", [m[d], sub.op("Sub", [a, h[d]])])])
-            ys.append(sub.op("Mul", [a, m[d]]))
+        new = _STEPS[cell.name](sub, xw[d], st_in[d], weights[d], spec)
+        if masked:    # keep the states where the step is padding; emit zeros there
+            new = {s: sub.op("Add", [st_in[d][s], sub.op("Mul", [m[d], sub.op(
+                "Sub", [new[s], st_in[d][s]])])]) for s in cell.states}
+            ys.append(sub.op("Mul", [new["h"], m[d]]))
         else:
-            ys.append(sub.op("Identity", [a]))
-        states.append(a)
+            ys.append(sub.op("Identity", [new["h"]]))
+        new_states.append(new)
 
-    def vi(names: list[str], shape: list) -> list:
-        return [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in names]
-    return helper.make_graph(sub.nodes, sub.fresh("scan_body"),
-                             vi(h, ["batch", H]) + vi(xw, ["batch", H]) + vi(m, ["batch", 1]),
-                             vi(states, ["batch", H]) + vi(ys, ["batch", H]))
+    def vi(name: str, size: int) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", size])
+    G_H = cell.gates * spec.hidden_size
+    inputs = ([vi(st_in[d][s], sizes[s]) for d in range(D) for s in cell.states]
+              + [vi(n, G_H) for n in xw] + [vi(n, 1) for n in m])
+    outputs = ([vi(new_states[d][s], sizes[s]) for d in range(D) for s in cell.states]
+               + [vi(n, spec.state_size) for n in ys])
+    return helper.make_graph(sub.nodes, sub.fresh("scan_body"), inputs, outputs,
+                             initializer=sub.initializers)
 
 
 def _flip(b: GraphBuilder, t: str) -> str:
@@ -84,69 +172,92 @@ def _flip(b: GraphBuilder, t: str) -> str:
                           b.const("flip_step", np.array([-1], np.int64))])
 
 
-def _projection(b: GraphBuilder, x2d: str, w: LayerWeights, d: int, k: int,
-                seq_batch_h: str) -> str:
-    """xw_d = x·W_dᵀ + (b_ih + b_hh)_d for every step at once:
-    x2d [seq·batch, I_k] → Gemm (W_d [H, I_k] as stored, transB) → [seq·batch, H] → [seq, batch, H]."""
-    H = w.W.shape[1]
+def _projection(b: GraphBuilder, x2d: str, w: LayerWeights, d: int, k: int, spec: RNNSpec,
+                seq_batch_gh: str) -> str:
+    """xw_d = x·W_dᵀ + hoisted bias for every step at once:
+    x2d [seq·batch, I_k] → Gemm (W_d [G·H, I_k] as stored, transB) → [seq·batch, G·H]
+    → [seq, batch, G·H]."""
     inputs = [x2d, b.initializer(f"W_l{k}_d{d}", w.W[d])]
-    if w.B is not None:
-        inputs.append(b.initializer(f"bias_l{k}_d{d}", w.B[d, :H] + w.B[d, H:]))
-    return b.op("Reshape", [b.op("Gemm", inputs, transB=1), seq_batch_h])
+    bias = _hoisted_bias(w, d, spec)
+    if bias is not None:
+        inputs.append(b.initializer(f"bias_l{k}_d{d}", bias))
+    return b.op("Reshape", [b.op("Gemm", inputs, transB=1), seq_batch_gh])
 
 
-def _layer(b: GraphBuilder, x: str, h0: str | None, w: LayerWeights, spec: RNNSpec, k: int,
-           edges: dict, y_name: str | None) -> tuple[str, list[str]]:
-    """One layer: x [seq, batch, I_k] → (y [seq, batch, dirs·H], final states [batch, H] each).
+def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights,
+           spec: RNNSpec, k: int, edges: dict, y_name: str | None
+           ) -> tuple[str, dict[str, list[str]]]:
+    """One layer: x [seq, batch, I_k] → (y [seq, batch, dirs·S], {state: finals per dir}).
     The reverse direction works on time-flipped tensors: it runs forward over flip(x)."""
-    D, H = spec.num_directions, spec.hidden_size
+    D, cell = spec.num_directions, spec.cell_info
     flat = b.const(f"flat_l{k}", np.array([-1, w.W.shape[2]], np.int64))
     xs = [x] if D == 1 else [x, _flip(b, x)]                            # [seq, batch, I_k]
-    xws = [_projection(b, b.op("Reshape", [xd, flat]), w, d, k, edges["seq_batch_h"])
-           for d, xd in enumerate(xs)]                                  # [seq, batch, H] each
-    if h0 is None:
-        init = [edges["zeros"]] * D
-    else:                                                               # [dirs, batch, H] → [batch, H]
-        init = [b.op("Gather", [h0, b.const(f"dir{d}", np.array(d, np.int64))], axis=0)
-                for d in range(D)]
-    R_T = [b.initializer(f"RT_l{k}_d{d}", np.ascontiguousarray(w.R[d].T)) for d in range(D)]
+    xws = [_projection(b, b.op("Reshape", [xd, flat]), w, d, k, spec, edges["seq_batch_gh"])
+           for d, xd in enumerate(xs)]                                  # [seq, batch, G·H] each
+    starts = []                                                         # Scan's state inputs
+    for d in range(D):
+        for s in cell.states:
+            if init[s] is None:                                         # zero state
+                starts.append(edges["zeros"][s])
+            else:                                                       # [dirs, batch, ·] → [batch, ·]
+                starts.append(b.op("Gather", [init[s], b.const(f"dir{d}", np.array(d, np.int64))],
+                                   axis=0))
+    weights = [_direction_weights(b, w, d, k, spec) for d in range(D)]
     masks = edges["masks"]
-    body = _body(b, R_T, H, ACTIVATION[spec.nonlinearity], masks is not None)
-    finals = [b.fresh(f"hT_l{k}_d{d}") for d in range(D)]
+    body = _body(b, spec, weights, masks is not None)
+    finals = {s: [b.fresh(f"{s}T_l{k}_d{d}") for d in range(D)] for s in cell.states}
+    ordered = [finals[s][d] for d in range(D) for s in cell.states]
     ys = [y_name] if D == 1 and y_name else [b.fresh(f"y_l{k}_d{d}") for d in range(D)]
     scan_inputs = xws + (masks[:D] if masks else [])
-    b.node("Scan", init + scan_inputs, finals + ys, body=body, num_scan_inputs=len(scan_inputs))
+    b.node("Scan", starts + scan_inputs, ordered + ys, body=body,
+           num_scan_inputs=len(scan_inputs))
     if D == 1:
         return ys[0], finals
-    y = b.op("Concat", [ys[0], _flip(b, ys[1])], y_name, axis=2)      # [seq, batch, dirs·H]
+    y = b.op("Concat", [ys[0], _flip(b, ys[1])], y_name, axis=2)      # [seq, batch, dirs·S]
     return y, finals
 
 
+def _stack_finals(b: GraphBuilder, finals: list[str], name: str) -> None:
+    """layers·dirs × [batch, ·] → [layers·dirs, batch, ·]."""
+    axes0 = b.const("axes0", np.array([0], np.int64))
+    if len(finals) == 1:
+        b.op("Unsqueeze", [finals[0], axes0], name)
+    else:
+        b.op("Concat", [b.op("Unsqueeze", [f, axes0]) for f in finals], name, axis=0)
+
+
 def lower_rnn_scan(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *, x: str,
-                   h0: str | None, out: str, h_n: str, seq_lens: str | None = None) -> None:
+                   h0: str | None, out: str, h_n: str, c0: str | None = None,
+                   c_n: str | None = None, seq_lens: str | None = None) -> None:
     """Same contract as stack.lower_rnn, computed with MatMul + Scan instead of RNN nodes."""
+    cell = spec.cell_info
     if spec.batch_first:
         x = b.op("Transpose", [x], perm=[1, 0, 2])              # [batch, seq, I] → [seq, batch, I]
-    H = spec.hidden_size
     shape = b.op("Shape", [x])                                  # [seq, batch, I], read once
     seq_batch = b.op("Slice", [shape, b.const("zero_1d", np.array([0], np.int64)),
                                b.const("two", np.array([2], np.int64))])         # [seq, batch]
-    edges = {"seq_batch_h": b.op("Concat", [seq_batch, b.const("hidden", np.array([H], np.int64))],
-                                 axis=0),
-             "zeros": _zeros_state(b, shape, H) if h0 is None else None, "masks": None}
+    G_H = cell.gates * spec.hidden_size
+    sizes = {"h": spec.state_size, "c": spec.hidden_size}
+    given = {"h": h0, "c": c0}
+    edges = {"seq_batch_gh": b.op("Concat", [seq_batch, b.const(f"gates_{G_H}",
+                                                                np.array([G_H], np.int64))],
+                                  axis=0),
+             "zeros": {s: _zeros_state(b, shape, sizes[s], s) for s in cell.states
+                       if given[s] is None},
+             "masks": None}
     if seq_lens:
         mask = _mask(b, shape, seq_lens)
         edges["masks"] = [mask, _flip(b, mask)] if spec.bidirectional else [mask]
-    finals = []
+    inits = {s: _split_h0(b, spec, given[s], 0, f"{s}0") for s in cell.states}
+    finals: dict[str, list[str]] = {s: [] for s in cell.states}
     last = spec.num_layers - 1
-    for k, (w, h0_k) in enumerate(zip(layers, _split_h0(b, spec, h0, 0))):
+    for k, w in enumerate(layers):
         y_name = out if k == last and not spec.batch_first else None
-        x, f = _layer(b, x, h0_k, w, spec, k, edges, y_name)
-        finals += f
+        x, f = _layer(b, x, {s: inits[s][k] for s in cell.states}, w, spec, k, edges, y_name)
+        for s in cell.states:
+            finals[s] += f[s]
     if spec.batch_first:
         b.op("Transpose", [x], out, perm=[1, 0, 2])            # [seq, batch, ·] → [batch, seq, ·]
-    axes0 = b.initializer("axes0", np.array([0], np.int64))
-    if len(finals) == 1:
-        b.op("Unsqueeze", [finals[0], axes0], h_n)
-    else:                                                       # layers·dirs × [batch, H]
-        b.op("Concat", [b.op("Unsqueeze", [f, axes0]) for f in finals], h_n, axis=0)
+    names = {"h": h_n, "c": c_n}
+    for s in cell.states:
+        _stack_finals(b, finals[s], names[s])

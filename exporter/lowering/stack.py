@@ -80,69 +80,80 @@ class GraphBuilder:
 
 def _merge_directions(b: GraphBuilder, y: str, spec: RNNSpec, batch_major: bool, layout: int,
                       out: str | None = None) -> str:
-    """The RNN's Y → torch's layout, directions concatenated on the feature axis.
+    """The node's Y → torch's layout, directions concatenated on the feature axis (S = the
+    size of h: hidden_size, or proj_size).
 
-    layout=0: Y [seq, dirs, batch, H] → [seq, batch, dirs·H], or [batch, seq, dirs·H] if
+    layout=0: Y [seq, dirs, batch, S] → [seq, batch, dirs·S], or [batch, seq, dirs·S] if
               batch_major (torch keeps directions on the last axis; ONNX on axis 1).
-    layout=1: Y [batch, seq, dirs, H] → [batch, seq, dirs·H] (already batch-major).
+    layout=1: Y [batch, seq, dirs, S] → [batch, seq, dirs·S] (already batch-major).
     """
     if layout == 0 and spec.num_directions == 1 and not batch_major:
         axes = b.initializer("axes_1", np.array([1], np.int64))
-        return b.op("Squeeze", [y, axes], out)                  # [seq, batch, H]
+        return b.op("Squeeze", [y, axes], out)                  # [seq, batch, S]
     if layout == 0:
         perm = [2, 0, 1, 3] if batch_major else [0, 2, 1, 3]
-        y = b.op("Transpose", [y], perm=perm)                   # [·, ·, dirs, H]
-    shape = b.initializer("shape_merge", np.array([0, 0, spec.num_directions * spec.hidden_size],
+        y = b.op("Transpose", [y], perm=perm)                   # [·, ·, dirs, S]
+    shape = b.initializer("shape_merge", np.array([0, 0, spec.num_directions * spec.state_size],
                                                   np.int64))
-    return b.op("Reshape", [y, shape], out)                     # [·, ·, dirs·H]
+    return b.op("Reshape", [y, shape], out)                     # [·, ·, dirs·S]
 
 
 def _split_h0(b: GraphBuilder, spec: RNNSpec, h0: str | None,
-              layout: int) -> list[str | None]:
-    """h_0 [layers·dirs, batch, H] → per layer [dirs, batch, H] (layout=1: [batch, dirs, H]).
-
-    None per layer when there is no h_0 (zero state).
-    """
+              layout: int, name: str = "h0") -> list[str | None]:
+    """A state input (h_0 or c_0) [layers·dirs, batch, ·] → per layer [dirs, batch, ·]
+    (layout=1: [batch, dirs, ·]). None per layer when there is none (zero state)."""
     if h0 is None:
         return [None] * spec.num_layers
     axis = 0
     if layout == 1:
-        h0, axis = b.op("Transpose", [h0], perm=[1, 0, 2]), 1   # [batch, layers·dirs, H]
+        h0, axis = b.op("Transpose", [h0], perm=[1, 0, 2]), 1   # [batch, layers·dirs, ·]
     if spec.num_layers == 1:
         return [h0]
-    sizes = b.initializer("h0_split", np.full(spec.num_layers, spec.num_directions, np.int64))
-    outs = [b.fresh(f"h0_l{k}") for k in range(spec.num_layers)]
+    sizes = b.initializer(f"{name}_split", np.full(spec.num_layers, spec.num_directions, np.int64))
+    outs = [b.fresh(f"{name}_l{k}") for k in range(spec.num_layers)]
     return b.node("Split", [h0, sizes], outs, axis=axis)
 
 
 def _gather_h_n(b: GraphBuilder, y_hs: list[str], layout: int, h_n: str) -> None:
-    """Per-layer Y_h → h_n [layers·dirs, batch, H]."""
+    """Per-layer final states → h_n (or c_n) [layers·dirs, batch, ·]."""
     if layout == 0:
         if len(y_hs) > 1:
             b.op("Concat", y_hs, h_n, axis=0)
         return
-    h = b.op("Concat", y_hs, axis=1) if len(y_hs) > 1 else y_hs[0]   # [batch, layers·dirs, H]
+    h = b.op("Concat", y_hs, axis=1) if len(y_hs) > 1 else y_hs[0]   # [batch, layers·dirs, ·]
     b.op("Transpose", [h], h_n, perm=[1, 0, 2])
 
 
 def lower_rnn(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *, x: str,
-              h0: str | None, out: str, h_n: str, seq_lens: str | None = None,
+              h0: str | None, out: str, h_n: str, c0: str | None = None,
+              c_n: str | None = None, seq_lens: str | None = None,
               batch_layout: str = "transpose") -> None:
-    """Nodes computing torch's (out, h_n) from x[, h0][, seq_lens] into the given names."""
+    """Nodes computing torch's (out, h_n[, c_n]) from x[, h0[, c0]][, seq_lens] into the
+    given names: one RNN / LSTM / GRU node per layer (cells.py says which)."""
+    from ..errors import ExportError
+
+    if spec.proj_size:
+        raise ExportError("the ONNX LSTM op has no projection (proj_size); export with "
+                          "lowering=\"scan\" (--lowering scan), which computes it exactly")
+    cell = spec.cell_info
     layout = 1 if spec.batch_first and batch_layout == "attribute" else 0
     if spec.batch_first and layout == 0:
         x = b.op("Transpose", [x], perm=[1, 0, 2])              # [batch, seq, I] → [seq, batch, I]
-    h0s = _split_h0(b, spec, h0, layout)
+    inits = {"h": _split_h0(b, spec, h0, layout, "h0"), "c": _split_h0(b, spec, c0, layout, "c0")}
+    finals_out = {"h": h_n, "c": c_n}
     last = spec.num_layers - 1
-    y_hs = []
-    for k, (w, h0_k) in enumerate(zip(layers, h0s)):
-        direct = last == 0 and layout == 0                        # Y_h is h_n as it stands
-        y, y_h = lower_layer(b, x, h0_k, w, spec, k, y_h_name=h_n if direct else None,
-                             layout=layout, seq_lens=seq_lens)
-        y_hs.append(y_h)
+    direct = last == 0 and layout == 0                          # the node's finals are torch's
+    per_state: dict[str, list[str]] = {s: [] for s in cell.states}
+    for k, w in enumerate(layers):
+        names = {s: finals_out[s] for s in cell.states} if direct else None
+        y, finals = lower_layer(b, x, {s: inits[s][k] for s in cell.states}, w, spec, k,
+                                names, layout=layout, seq_lens=seq_lens)
+        for s in cell.states:
+            per_state[s].append(finals[s])
         if k < last:
             x = _merge_directions(b, y, spec, batch_major=layout == 1, layout=layout)
         else:
             _merge_directions(b, y, spec, batch_major=spec.batch_first, layout=layout, out=out)
-    if not (last == 0 and layout == 0):
-        _gather_h_n(b, y_hs, layout, h_n)
+    if not direct:
+        for s in cell.states:
+            _gather_h_n(b, per_state[s], layout, finals_out[s])
