@@ -158,14 +158,20 @@ def _installed() -> list[str]:
         if name == "ort-cuda-tf32":
             continue
         try:
-            if load_runtime(name).available() is None:
-                found.append(name)
+            runtime = load_runtime(name)
+            try:
+                if runtime.available() is None:
+                    found.append(name)
+            finally:
+                runtime.close()
         except Exception:    # a broken adapter is named explicitly to be judged an error
             pass
     return found
 
 
 def _runtimes(args: argparse.Namespace) -> list[str]:
+    if args.jobs < 1:
+        raise ExportError("-j must be at least 1")
     if args.runtimes == "installed":
         args.runtimes = ",".join(_installed()) or "ort-cpu"
     names = runtime_names(args.runtimes)
@@ -288,8 +294,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     graph = model.graph
     names = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
     config, file_seed = _file_config(model, args)
-    if names[:1] != ["input"] or not set(names) <= {"input", "h_0", "sequence_lens"}:
-        raise ExportError(f"model inputs are {names}; expected input[, h_0][, sequence_lens]")
+    if names[:1] != ["input"] or not set(names) <= {"input", "h_0", "c_0", "sequence_lens"}:
+        raise ExportError(f"model inputs are {names}; expected input[, h_0[, c_0]]"
+                          "[, sequence_lens]")
     if args.checkpoint and args.seed is not None:
         raise ExportError("--seed rebuilds random weights; with --checkpoint the weights are "
                           "the checkpoint's")

@@ -5,15 +5,18 @@ called the file, and a generated case id is only a name too. So every path (run,
 replay) derives these features from the ONNX graph it is about to run and from the inputs it
 feeds, and divergences.toml entries state the features they cover.
 
-Graph features (any node, subgraphs included):
+Graph features (any node, subgraphs included). "A recurrent node" is an ONNX RNN, LSTM or
+GRU node:
     rnn-op                  an ONNX RNN node
-    rnn-bidirectional       an RNN node with direction="bidirectional"
-    rnn-unidirectional      an RNN node with direction forward or reverse
+    lstm-op                 an ONNX LSTM node
+    gru-op                  an ONNX GRU node
+    rnn-bidirectional       a recurrent node with direction="bidirectional"
+    rnn-unidirectional      a recurrent node with direction forward or reverse
     rnn-activation-relu     an RNN node whose activations include Relu
     rnn-activation-not-tanh an RNN node with any activation other than Tanh
-    rnn-layout1             an RNN node with layout=1 (batch-major)
-    rnn-sequence-lens       an RNN node fed a sequence_lens input
-    rnn-no-initial-h        an RNN node without an initial_h input (zero initial state)
+    rnn-layout1             a recurrent node with layout=1 (batch-major)
+    rnn-sequence-lens       a recurrent node fed a sequence_lens input
+    rnn-no-initial-h        a recurrent node without an initial_h input (zero initial state)
     scan                    a Scan node
     negative-step-slice     a Slice whose steps are a constant with a negative entry
 Input features (from the feeds of one case):
@@ -32,7 +35,7 @@ from onnx import numpy_helper
 __all__ = ["model_features", "feed_features", "case_features", "FEATURES"]
 
 FEATURES = frozenset({
-    "rnn-op", "rnn-bidirectional", "rnn-unidirectional", "rnn-activation-relu",
+    "rnn-op", "lstm-op", "gru-op", "rnn-bidirectional", "rnn-unidirectional", "rnn-activation-relu",
     "rnn-activation-not-tanh", "rnn-layout1", "rnn-sequence-lens", "rnn-no-initial-h", "scan",
     "negative-step-slice", "padded", "batch1-seq1"})
 
@@ -67,14 +70,15 @@ def _rnn_features(node: onnx.NodeProto) -> set[str]:
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     direction = attrs.get("direction", b"forward")
     direction = direction.decode() if isinstance(direction, bytes) else direction
-    acts = [a.decode() if isinstance(a, bytes) else a
-            for a in attrs.get("activations", [b"Tanh"])]
-    feats = {"rnn-op", "rnn-bidirectional" if direction == "bidirectional"
+    feats = {f"{node.op_type.lower()}-op", "rnn-bidirectional" if direction == "bidirectional"
              else "rnn-unidirectional"}
-    if "Relu" in acts:
-        feats.add("rnn-activation-relu")
-    if any(a != "Tanh" for a in acts):
-        feats.add("rnn-activation-not-tanh")
+    if node.op_type == "RNN":    # LSTM and GRU are written with ONNX's default activations
+        acts = [a.decode() if isinstance(a, bytes) else a
+                for a in attrs.get("activations", [b"Tanh"])]
+        if "Relu" in acts:
+            feats.add("rnn-activation-relu")
+        if any(a != "Tanh" for a in acts):
+            feats.add("rnn-activation-not-tanh")
     if attrs.get("layout", 0) == 1:
         feats.add("rnn-layout1")
     if _input(node, _RNN_SEQUENCE_LENS):
@@ -88,7 +92,7 @@ def graph_features(model: onnx.ModelProto) -> frozenset[str]:
     consts = _constants(model.graph)
     feats: set[str] = set()
     for node in _nodes(model.graph):
-        if node.op_type == "RNN":
+        if node.op_type in ("RNN", "LSTM", "GRU"):
             feats |= _rnn_features(node)
         elif node.op_type == "Scan":
             feats.add("scan")

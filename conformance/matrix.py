@@ -21,7 +21,7 @@ __all__ = ["ModelCase", "CompositeCase", "InputCase", "Case", "load_matrix", "se
 MATRICES_FILE = Path(__file__).with_name("matrices.toml")
 MATRIX_NAMES = ("smoke", "default", "full")
 _SPEC_FIELDS = ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias",
-                "batch_first", "dropout", "bidirectional")
+                "batch_first", "dropout", "bidirectional", "cell", "proj_size")
 _BLOCK_KEYS = {"presets", "composites", "initial_state", "opset", "batch_layout", "sequence_lens",
                "lengths", "lowering", "inputs", *_SPEC_FIELDS}
 
@@ -106,8 +106,11 @@ def _specs(block: dict[str, Any]) -> list[RNNSpec]:
             {"input_size": 10, "hidden_size": 20, **{f: None for f in _SPEC_FIELDS[2:]}}.items()}
     axes = {k: v for k, v in axes.items() if v != [None]}
     names = list(axes)
-    return [RNNSpec.from_kwargs(dict(zip(names, values)))
-            for values in itertools.product(*axes.values())]
+    combos = [dict(zip(names, values)) for values in itertools.product(*axes.values())]
+    # One block may cross cells: nonlinearity is nn.RNN's axis, proj_size nn.LSTM's.
+    return [RNNSpec.from_kwargs(c) for c in combos
+            if (c.get("cell", "rnn") == "rnn" or c.get("nonlinearity", "tanh") == "tanh")
+            and (c.get("cell", "rnn") == "lstm" or not c.get("proj_size"))]
 
 
 def _block_cases(block: dict[str, Any], where: str) -> list[Case]:
@@ -137,9 +140,11 @@ def _block_cases(block: dict[str, Any], where: str) -> list[Case]:
               for layout in block.get("batch_layout", ["transpose"])
               for lens in block.get("sequence_lens", [False])
               for lowering in block.get("lowering", ["rnn"])
-              if not (lowering == "scan" and layout == "attribute")}
+              if not (lowering == "scan" and layout == "attribute")
+              and not (spec.proj_size and lowering != "scan")}
     # batch_layout only changes batch_first models (the set drops the duplicates that makes),
-    # and is a property of the RNN op: the scan lowering has no layout=1 variant
+    # and is a property of the RNN op: the scan lowering has no layout=1 variant; proj_size
+    # has no ONNX LSTM attribute: the scan lowering alone computes it
     patterns = block.get("lengths", ["unsorted"])
     unknown = set(patterns) - set(LENGTH_PATTERNS)
     if unknown:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -11,7 +12,7 @@ from exporter.spec import RNNSpec
 __all__ = ["OUTPUTS", "LENGTH_PATTERNS", "make_feeds", "make_lengths", "torch_truth",
            "module_truth", "module_from_state"]
 
-OUTPUTS = ("output", "h_n")
+OUTPUTS = ("output", "h_n")      # and c_n for nn.LSTM
 LENGTH_PATTERNS = ("unsorted", "full", "ones", "mixed")
 
 
@@ -46,8 +47,10 @@ def make_feeds(spec: RNNSpec, batch: int, seq: int, with_h0: bool, seed: int,
     shape = (batch, seq, spec.input_size) if spec.batch_first else (seq, batch, spec.input_size)
     feeds = {"input": rng.standard_normal(shape, dtype=np.float32)}
     if with_h0:
-        h0_shape = (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
-        feeds["h_0"] = rng.standard_normal(h0_shape, dtype=np.float32)
+        LD = spec.num_layers * spec.num_directions
+        feeds["h_0"] = rng.standard_normal((LD, batch, spec.state_size), dtype=np.float32)
+        if spec.cell_info.has_cell_state:
+            feeds["c_0"] = rng.standard_normal((LD, batch, spec.hidden_size), dtype=np.float32)
     if lengths is not None:
         feeds["sequence_lens"] = make_lengths(lengths, batch, seq, rng)
     return feeds
@@ -59,19 +62,28 @@ def _run(module: Any, feeds: Mapping[str, np.ndarray], dtype: Any) -> dict[str, 
     import torch
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    x = torch.from_numpy(np.ascontiguousarray(feeds["input"])).to(dtype)
-    h0 = [torch.from_numpy(np.ascontiguousarray(feeds["h_0"])).to(dtype)] if "h_0" in feeds else []
+    def tensor(name: str) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(feeds[name])).to(dtype)
+
+    x = tensor("input")
+    # nn.LSTM takes and returns its state as (h, c); nn.RNN and nn.GRU as h alone
+    lstm = isinstance(module, torch.nn.LSTM)
+    hx = [] if "h_0" not in feeds else [(tensor("h_0"), tensor("c_0")) if lstm else tensor("h_0")]
     bf = module.batch_first
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch notes that oneDNN lacks projected LSTMs and falls back: not the user's concern
+        warnings.filterwarnings("ignore", message="LSTM with projections")
         if "sequence_lens" not in feeds:
-            out, h_n = module(x, *h0)
+            out, state = module(x, *hx)
         else:
             lengths = torch.from_numpy(np.asarray(feeds["sequence_lens"], np.int64))
             packed = pack_padded_sequence(x, lengths, batch_first=bf, enforce_sorted=False)
-            out, h_n = module(packed, *h0)
+            out, state = module(packed, *hx)
             out, _ = pad_packed_sequence(out, batch_first=bf, padding_value=0.0,
                                          total_length=x.shape[1 if bf else 0])
-    return {"output": out.numpy(), "h_n": h_n.numpy()}
+    if lstm:
+        return {"output": out.numpy(), "h_n": state[0].numpy(), "c_n": state[1].numpy()}
+    return {"output": out.numpy(), "h_n": state.numpy()}
 
 
 def torch_truth(module: Any, feeds: Mapping[str, np.ndarray]
@@ -104,7 +116,7 @@ def module_truth(module: Any, feeds: Mapping[str, np.ndarray], outputs: tuple[st
 
 
 def module_from_state(spec: RNNSpec, state: Mapping[str, np.ndarray]) -> Any:
-    """An eval-mode nn.RNN of `spec` carrying the given nn.RNN-keyed weights."""
+    """An eval-mode torch module of `spec` (nn.RNN / LSTM / GRU) carrying the given weights."""
     import torch
 
     module = spec.build_module(seed=0)

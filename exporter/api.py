@@ -129,15 +129,16 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
             raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}")
         module_opts = {k: options.pop(k) for k in _MODULE_ONLY if k in options}
         opts = _options(options)
-        for name in ("initial_state", "sequence_lens", "lowering"):
+        for name in ("initial_state", "sequence_lens"):
             if name in options and options[name] != getattr(ExportOptions(), name):
-                raise ExportError(f"{name} applies to exporting an nn.RNN itself; a whole "
-                                  "module's inputs are whatever its forward takes")
+                raise ExportError(f"{name} applies to exporting a recurrent module itself; a "
+                                  "whole module's inputs are whatever its forward takes")
         from .torch_onnx import export_module
         _check_f(f)
         return export_module(model, args, f, opset=opts.opset, batch_layout=opts.batch_layout,
                              allow_nonfinite=opts.allow_nonfinite,
-                             external_data=opts.external_data, **module_opts)
+                             external_data=opts.external_data, lowering=opts.lowering,
+                             **module_opts)
     unknown = [k for k in _MODULE_ONLY if k in options]
     if unknown:
         raise ExportError(f"{', '.join(unknown)} apply to whole-module export, not to an nn.RNN")

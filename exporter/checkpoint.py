@@ -12,9 +12,10 @@ from .spec import RNNSpec
 
 __all__ = ["load_state_dict", "find_rnn_state", "spec_from_state", "spec_from_checkpoint"]
 
-_RNN_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
+_RNN_KEY = re.compile(r"^(weight_ih|weight_hh|weight_hr|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
 # Fields a state_dict determines; the rest (nonlinearity, batch_first, dropout) it cannot.
-_INFERRED = ("input_size", "hidden_size", "num_layers", "bias", "bidirectional")
+_INFERRED = ("input_size", "hidden_size", "num_layers", "bias", "bidirectional", "cell",
+             "proj_size")
 
 
 def load_state_dict(path: str | Path) -> dict[str, Any]:
@@ -93,9 +94,10 @@ def _check_archive(p: Path) -> None:
 
 
 def find_rnn_state(state: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]]:
-    """Locate exactly one nn.RNN in a state_dict; return (prefix, its keys → float32 arrays).
+    """Locate exactly one nn.RNN / nn.LSTM / nn.GRU in a state_dict; return (prefix, its
+    keys → float32 arrays).
 
-    nn.RNN's own state_dict has prefix ""; a wrapper's (e.g. `self.rnn1`) has "rnn1.".
+    The module's own state_dict has prefix ""; a wrapper's (e.g. `self.rnn1`) has "rnn1.".
     """
     prefixes = sorted({k[: -len("weight_ih_l0")] for k in state if k.endswith("weight_ih_l0")})
     if not prefixes:
@@ -128,17 +130,38 @@ def _check_ranks(rnn: Mapping[str, np.ndarray]) -> None:
         raise ExportError("the RNN's weights lack weight_ih_l0 or weight_hh_l0")
 
 
+def _cell_and_sizes(rnn: Mapping[str, np.ndarray]) -> tuple[str, int, int]:
+    """(cell, hidden_size, proj_size) from the shapes: weight_hh is [G·H, S] with G = 1, 3, 4
+    gates (nn.RNN, nn.GRU, nn.LSTM) and S = H, or S = proj_size when weight_hr [S, H] exists."""
+    from .cells import CELLS
+
+    rows, cols = rnn["weight_hh_l0"].shape
+    if "weight_hr_l0" in rnn:
+        proj, hidden = rnn["weight_hr_l0"].shape
+        if rows != 4 * hidden or cols != proj:
+            raise ExportError(f"weight_hh_l0 {[rows, cols]} and weight_hr_l0 {[proj, hidden]} "
+                              "are not a projected nn.LSTM's")
+        return "lstm", int(hidden), int(proj)
+    by_gates = {c.gates: c.name for c in CELLS.values()}
+    if rows % cols or rows // cols not in by_gates:
+        raise ExportError(f"weight_hh_l0 has shape {[rows, cols]}: not nn.RNN's [H, H], "
+                          "nn.GRU's [3H, H] or nn.LSTM's [4H, H]")
+    return by_gates[rows // cols], int(cols), 0
+
+
 def spec_from_state(rnn: Mapping[str, np.ndarray], **given: Any) -> RNNSpec:
-    """Infer sizes from the weights; `given` fields must agree with them.
+    """Infer the cell and sizes from the weights; `given` fields must agree with them.
 
     Keys in `given` set to None are treated as not given.
     """
     given = {k: v for k, v in given.items() if v is not None}
     _check_ranks(rnn)
-    hidden, input_size = rnn["weight_ih_l0"].shape
+    cell, hidden, proj = _cell_and_sizes(rnn)
+    input_size = rnn["weight_ih_l0"].shape[1]
     layers = 1 + max(int(m.group(2)) for m in map(_RNN_KEY.match, rnn) if m)
-    inferred = {"input_size": int(input_size), "hidden_size": int(hidden), "num_layers": layers,
-                "bias": "bias_ih_l0" in rnn, "bidirectional": "weight_ih_l0_reverse" in rnn}
+    inferred = {"input_size": int(input_size), "hidden_size": hidden, "num_layers": layers,
+                "bias": "bias_ih_l0" in rnn, "bidirectional": "weight_ih_l0_reverse" in rnn,
+                "cell": cell, "proj_size": proj}
     for name in _INFERRED:
         if name in given and given[name] != inferred[name]:
             raise ExportError(f"{name}={given[name]!r} disagrees with the checkpoint "

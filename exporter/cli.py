@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from .errors import ExportError
+from .cells import CELL_NAMES
 from .spec import BATCH_LAYOUTS, DEFAULT_OPSET, INITIAL_STATES, NONLINEARITIES, RNNSpec
 
 __all__ = ["OneLineParser", "add_rnn_arguments", "add_export_arguments", "resolve_rnn", "main",
@@ -29,11 +30,18 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def add_rnn_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("nn.RNN configuration (default: the seed model nn.RNN(10, 20, 1))")
+    g = p.add_argument_group("nn.RNN / nn.LSTM / nn.GRU configuration (default: the seed model "
+                             "nn.RNN(10, 20, 1))")
+    g.add_argument("--cell", choices=CELL_NAMES,
+                   help="rnn (nn.RNN, default), lstm (nn.LSTM) or gru (nn.GRU); a checkpoint "
+                        "tells it by its weights' shapes")
+    g.add_argument("--proj-size", type=int,
+                   help="nn.LSTM's proj_size (needs --lowering scan: the ONNX LSTM op has no "
+                        "projection)")
     g.add_argument("--input-size", type=int, help="features per time step (default 10)")
     g.add_argument("--hidden-size", type=int, help="hidden units per direction (default 20)")
     g.add_argument("--num-layers", type=int, help="stacked layers (default 1)")
-    g.add_argument("--nonlinearity", choices=NONLINEARITIES, help="default tanh")
+    g.add_argument("--nonlinearity", choices=NONLINEARITIES, help="nn.RNN's: default tanh")
     g.add_argument("--no-bias", dest="bias", action="store_const", const=False,
                    help="the RNN has no bias terms")
     g.add_argument("--batch-first", action="store_const", const=True,
@@ -164,12 +172,8 @@ def _load_module(args: argparse.Namespace) -> Any:
 def _export_module(args: argparse.Namespace) -> Any:
     from .api import export
 
-    given = [f"--{k.replace('_', '-')}" for k in ("input_size", "hidden_size", "num_layers",
-                                                   "nonlinearity", "bias", "batch_first",
-                                                   "dropout", "bidirectional", "config")
+    given = [f"--{k.replace('_', '-')}" for k in (*SPEC_FLAGS, "config")
              if getattr(args, k) is not None]
-    if args.lowering != "rnn":
-        raise ExportError("--lowering scan applies to exporting an nn.RNN itself")
     if given or args.sequence_lens or args.initial_state != "input":
         bad = given + (["--sequence-lens"] if args.sequence_lens else []) + \
             (["--initial-state"] if args.initial_state != "input" else [])
@@ -182,7 +186,7 @@ def _export_module(args: argparse.Namespace) -> Any:
     return export(module, tuple(_example(t) for t in args.example_shape), None,
                   opset=args.opset, batch_layout=args.batch_layout,
                   input_names=names(args.input_names), output_names=names(args.output_names),
-                  allow_nonfinite=args.allow_nonfinite)
+                  allow_nonfinite=args.allow_nonfinite, lowering=args.lowering)
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
@@ -201,8 +205,8 @@ def _load_config(path: str) -> dict[str, Any]:
     return _json_object(read_text_capped(path, "config file"), f"config {path}")
 
 
-SPEC_FLAGS = ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias", "batch_first",
-              "dropout", "bidirectional")
+SPEC_FLAGS = ("cell", "proj_size", "input_size", "hidden_size", "num_layers", "nonlinearity",
+              "bias", "batch_first", "dropout", "bidirectional")
 
 
 def given_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -268,7 +272,7 @@ def _export(args: argparse.Namespace) -> int:
             props = {p.key: p.value for p in model.metadata_props}
             helper.set_model_props(model, {**props, "weights": f"torch.manual_seed({args.seed})",
                                            "seed": str(args.seed)})
-        what = f"nn.RNN {spec.to_json()}"
+        what = f"nn.{spec.cell_info.torch_class} {spec.to_json()}"
         if args.save_checkpoint:
             _save_checkpoint(state, args.save_checkpoint, inputs + [args.output])
     save_atomic(model, args.output, inputs=inputs, external_data=external)

@@ -24,6 +24,7 @@ from onnx import helper
 from . import __version__
 from .errors import ExportError
 from .graph import PRODUCER_NAME, save_atomic
+from .lowering.scan import lower_rnn_scan
 from .lowering.stack import GraphBuilder, lower_rnn
 from .spec import RNNSpec
 from .weights import LayerWeights, pack_layers
@@ -39,7 +40,7 @@ def _placeholder_class() -> type:
     from torch.nn.utils.rnn import PackedSequence
 
     class RNNPlaceholder(nn.Module):
-        """Stands in for one nn.RNN during export; same call signature, one ONNX node."""
+        """Stands in for one nn.RNN / LSTM / GRU during export; its call signature, one node."""
 
         def __init__(self, spec: RNNSpec, key: int, path: str) -> None:
             super().__init__()
@@ -53,57 +54,61 @@ def _placeholder_class() -> type:
             if not isinstance(x, torch.Tensor) or x.dim() != 3:
                 shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
                 raise ExportError(f"{self.path} is called with input {shape}; only batched "
-                                  "3-D input is exported (nn.RNN's unbatched 2-D form has no "
+                                  "3-D input is exported (the unbatched 2-D form has no "
                                   "batch dimension to keep dynamic): add a batch dimension")
             s = self.spec
+            lstm = s.cell_info.has_cell_state
             batch = x.shape[0] if s.batch_first else x.shape[1]
-            D, H = s.num_directions, s.hidden_size
-            # Tell torch.export what nn.RNN itself would check, so the graph's declared shapes
-            # tie h_0's batch to the input's and keep the feature sizes static.
+            D, H, S, LD = s.num_directions, s.hidden_size, s.state_size, s.num_layers * s.num_directions
+            # nn.LSTM's state is (h, c); nn.RNN's and nn.GRU's is h alone
+            states = [] if hx is None else (list(hx) if lstm else [hx])
+            # Tell torch.export what the torch module itself would check, so the graph's
+            # declared shapes tie the states' batch to the input's and keep feature sizes static.
             torch._check(x.shape[2] == s.input_size)
-            if hx is not None:
-                torch._check(hx.shape[0] == s.num_layers * D)
-                torch._check(hx.shape[1] == batch)
-                torch._check(hx.shape[2] == H)
-            inputs = (x,) if hx is None else (x, hx)
-            out, h_n = torch.onnx.ops.symbolic_multi_out(
-                f"{PLACEHOLDER_DOMAIN}::RNN", inputs, {"key": self.key},
-                dtypes=(x.dtype, x.dtype),
-                shapes=([x.shape[0], x.shape[1], D * H], [s.num_layers * D, batch, H]),
-                version=1)
-            return out, h_n
+            for t, size in zip(states, (S, H)):
+                torch._check(t.shape[0] == LD)
+                torch._check(t.shape[1] == batch)
+                torch._check(t.shape[2] == size)
+            shapes = [[x.shape[0], x.shape[1], D * S], [LD, batch, S]] + ([[LD, batch, H]]
+                                                                           if lstm else [])
+            outs = torch.onnx.ops.symbolic_multi_out(
+                f"{PLACEHOLDER_DOMAIN}::RNN", (x, *states), {"key": self.key},
+                dtypes=tuple(x.dtype for _ in shapes), shapes=shapes, version=1)
+            return (outs[0], (outs[1], outs[2])) if lstm else (outs[0], outs[1])
 
     return RNNPlaceholder
 
 
 def _find_rnns(model: Any) -> tuple[list[Any], dict[int, list[str]]]:
-    """The distinct nn.RNN modules (subclasses included) and every attribute path to each:
-    a module reached under two names is one RNN, swapped under both."""
+    """The distinct nn.RNN / nn.LSTM / nn.GRU modules (subclasses included) and every attribute
+    path to each: a module reached under two names is one module, swapped under both."""
     from torch import nn
 
+    lowered = (nn.RNN, nn.LSTM, nn.GRU)
     rnns: list[Any] = []
     paths: dict[int, list[str]] = {}
     refused = []
     for path, module in model.named_modules(remove_duplicate=False):
-        if isinstance(module, nn.RNN):
-            if type(module).forward is not nn.RNN.forward:
-                refused.append(f"{path} ({type(module).__name__} overrides nn.RNN.forward: "
-                               "what it computes is not nn.RNN's)")
+        where = path or "<the module itself>"
+        if isinstance(module, lowered):
+            base = next(c for c in lowered if isinstance(module, c))
+            if type(module).forward is not base.forward:
+                refused.append(f"{where} ({type(module).__name__} overrides "
+                               f"nn.{base.__name__}.forward: what it computes is not "
+                               f"nn.{base.__name__}'s)")
                 continue
             if id(module) not in paths:
                 rnns.append(module)
             paths.setdefault(id(module), []).append(path)
         elif isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
-            refused.append(f"{path or '<the module itself>'} ({type(module).__name__})")
+            refused.append(f"{where} ({type(module).__name__})")
     if refused:
         raise ExportError(
             f"unsupported recurrent module(s): {', '.join(dict.fromkeys(refused))}; refusing "
-            "to let torch.onnx export them. Only nn.RNN is lowered to native ONNX ops so far; torch.onnx's own LSTM/GRU nodes "
-            "freeze the sequence length, export proj_size wrongly and fail on PackedSequence, "
-            "and it unrolls the *Cell modules step by step")
+            "to let torch.onnx export them (it unrolls the *Cell modules step by step)")
     if not rnns:
-        raise ExportError(f"{type(model).__name__} holds no nn.RNN: nothing for this exporter "
-                          "to do (use torch.onnx.export)")
+        raise ExportError(f"{type(model).__name__} holds no nn.RNN, nn.LSTM or nn.GRU: "
+                          "nothing for this exporter to do (use torch.onnx.export)")
     return rnns, paths
 
 
@@ -275,7 +280,7 @@ def _name_dims(graph: onnx.GraphProto, specs_by_input: list[tuple[str, RNNSpec]]
 
 
 def _splice(model: onnx.ModelProto, paths: list[str], specs: list[RNNSpec],
-            weights: list[list[LayerWeights]], batch_layout: str
+            weights: list[list[LayerWeights]], batch_layout: str, lowering: str = "rnn"
             ) -> tuple[list[tuple[str, RNNSpec]], list[tuple[str, RNNSpec]]]:
     """Returns the (input, spec) and (output, spec) tensor names of every spliced RNN."""
     """Replace every placeholder node by lower_rnn's nodes, in place and in order."""
@@ -292,13 +297,19 @@ def _splice(model: onnx.ModelProto, paths: list[str], specs: list[RNNSpec],
         rnn_inputs.append((node.input[0], spec))
         rnn_outputs.append((node.output[0], spec))
         b = GraphBuilder(prefix=f"{path}/", taken=taken)
-        h0 = node.input[1] if len(node.input) > 1 and node.input[1] else None
+        ins = [n or None for n in node.input] + [None, None]
+        h0, c0 = ins[1], ins[2]
+        LD = spec.num_layers * spec.num_directions
         _pin_input_dims(g, node.input[0], {2: spec.input_size})
-        if h0 is not None:
-            _pin_input_dims(g, h0, {0: spec.num_layers * spec.num_directions,
-                                    2: spec.hidden_size})
-        lower_rnn(b, spec, weights[key], x=node.input[0], h0=h0, out=node.output[0],
-                  h_n=node.output[1], batch_layout=batch_layout)
+        for state, size in ((h0, spec.state_size), (c0, spec.hidden_size)):
+            if state is not None:
+                _pin_input_dims(g, state, {0: LD, 2: size})
+        edges = dict(x=node.input[0], h0=h0, c0=c0, out=node.output[0], h_n=node.output[1],
+                     c_n=node.output[2] if len(node.output) > 2 else None)
+        if lowering == "scan":
+            lower_rnn_scan(b, spec, weights[key], **edges)
+        else:
+            lower_rnn(b, spec, weights[key], batch_layout=batch_layout, **edges)
         nodes.extend(b.nodes)
         g.initializer.extend(b.initializers)
         taken |= {n for new in b.nodes for n in (*new.output, new.name)}
@@ -349,8 +360,9 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
                   opset: int, batch_layout: str = "transpose", dynamic_shapes: Any = None,
                   input_names: Sequence[str] | None = None,
                   output_names: Sequence[str] | None = None, allow_nonfinite: bool = False,
-                  external_data: bool | None = None) -> onnx.ModelProto:
-    """Export any nn.Module whose forward runs nn.RNNs; each RNN becomes native RNN nodes."""
+                  external_data: bool | None = None, lowering: str = "rnn") -> onnx.ModelProto:
+    """Export any nn.Module whose forward runs nn.RNN / LSTM / GRU modules; each becomes native
+    RNN / LSTM / GRU nodes (lowering "rnn") or MatMul + Scan (lowering "scan")."""
     import torch
 
     from .api import exportable_spec, module_state
@@ -361,15 +373,19 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
     rnns, paths = _find_rnns(model)
     first_paths = [paths[id(m)][0] for m in rnns]
     specs = [exportable_spec(m, path) for m, path in zip(rnns, first_paths)]
-    for spec in specs:
+    for spec, path in zip(specs, first_paths):
         spec.check_fits(copies=2)
+        if spec.proj_size and lowering != "scan":
+            raise ExportError(f"{path}: the ONNX LSTM op has no projection (proj_size); "
+                              "export with lowering=\"scan\" (--lowering scan)")
     if not allow_nonfinite:
         _check_parameters(model)
     weights = [pack_layers(module_state(m), spec, allow_nonfinite=True)
                for m, spec in zip(rnns, specs)]
     with torch.no_grad(), _swapped(model, rnns, paths, specs), _reached_only_as_attributes():
         onnx_model = _torch_export(model, args, opset, dynamic_shapes, input_names, output_names)
-    rnn_inputs, rnn_outputs = _splice(onnx_model, first_paths, specs, weights, batch_layout)
+    rnn_inputs, rnn_outputs = _splice(onnx_model, first_paths, specs, weights, batch_layout,
+                                      lowering)
     _verify(onnx_model, rnn_inputs + rnn_outputs, len(rnns), dynamic_shapes)
     _name_dims(onnx_model.graph, rnn_inputs)
     kept = [o for o in onnx_model.opset_import if o.domain != PLACEHOLDER_DOMAIN]
@@ -378,7 +394,7 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
     onnx_model.producer_name, onnx_model.producer_version = PRODUCER_NAME, __version__
     helper.set_model_props(onnx_model, {
         "rnn_modules": json.dumps({path: spec.config() for path, spec in zip(first_paths, specs)}),
-        "batch_layout": batch_layout, "lowering": "rnn", "torch_version": torch.__version__})
+        "batch_layout": batch_layout, "lowering": lowering, "torch_version": torch.__version__})
     try:
         onnx.checker.check_model(onnx_model, full_check=True)
     except Exception as exc:

@@ -1,4 +1,4 @@
-"""Whole models that contain nn.RNNs, used by the tests and the conformance runner.
+"""Whole models that contain nn.RNN / LSTM / GRU modules, used by the tests and conformance.
 
 Each entry of COMPOSITES says how to build the module, how to make its inputs at a given
 (batch, seq) — named as its forward's arguments, which become the ONNX input names — and what
@@ -16,7 +16,8 @@ from torch import nn
 
 from .seed import SeedRNN
 
-__all__ = ["Composite", "COMPOSITES", "RNNClassifier", "RNNTagger", "StackedRNNs"]
+__all__ = ["Composite", "COMPOSITES", "RNNClassifier", "RNNTagger", "StackedRNNs", "LSTMTagger",
+           "GRUClassifier"]
 
 Feeds = dict[str, np.ndarray]
 
@@ -63,6 +64,34 @@ class StackedRNNs(nn.Module):
         return self.second(nn.functional.gelu(y))
 
 
+class LSTMTagger(nn.Module):
+    """Embedding → 2-layer bidirectional LSTM (batch_first) → per-step Linear: the issue's
+    example of a tagger that must run at any length."""
+
+    def __init__(self, vocab: int = 50, embed: int = 8, hidden: int = 12, tags: int = 5) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed)
+        self.lstm = nn.LSTM(embed, hidden, num_layers=2, bidirectional=True, batch_first=True)
+        self.out = nn.Linear(2 * hidden, tags)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        y, _ = self.lstm(self.embed(tokens))                   # [batch, seq, 2·hidden]
+        return self.out(y)
+
+
+class GRUClassifier(nn.Module):
+    """GRU from a given h0 → Linear over the last layer's h_n, and the final state itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(6, 10, num_layers=2, batch_first=True)
+        self.head = nn.Linear(10, 3)
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, h_n = self.gru(x, h0)                               # [2, batch, 10]
+        return self.head(h_n[-1]), h_n
+
+
 @dataclass(frozen=True)
 class Composite:
     name: str
@@ -87,4 +116,10 @@ COMPOSITES = MappingProxyType({c.name: c for c in [
     Composite("stacked", StackedRNNs,
               lambda b, s, r: {"x": _randn(r, s, b, 6), "h0": _randn(r, 1, b, 12)},
               ("output", "h_n")),
+    Composite("lstm-tagger", LSTMTagger,
+              lambda b, s, r: {"tokens": r.integers(0, 50, (b, s)).astype(np.int64)},
+              ("tags",)),
+    Composite("gru-classifier", GRUClassifier,
+              lambda b, s, r: {"x": _randn(r, b, s, 6), "h0": _randn(r, 2, b, 10)},
+              ("logits", "h_n")),
 ]})

@@ -18,6 +18,12 @@ PRESETS = MappingProxyType({
     "no-bias": RNNSpec(10, 20, bias=False),
     "wide": RNNSpec(64, 512),
     "tiny": RNNSpec(1, 1),
+    "lstm": RNNSpec(10, 20, cell="lstm"),
+    "lstm-bidir-deep": RNNSpec(10, 20, num_layers=2, bidirectional=True, cell="lstm"),
+    "lstm-proj": RNNSpec(10, 20, num_layers=2, bidirectional=True, cell="lstm", proj_size=8),
+    "gru": RNNSpec(10, 20, cell="gru"),
+    "gru-bidir-batch-first": RNNSpec(10, 20, num_layers=2, bidirectional=True, batch_first=True,
+                                     cell="gru"),
     "dropout": RNNSpec(10, 20, num_layers=2, dropout=0.3),
 })
 

@@ -48,6 +48,9 @@ class Runtime(ABC):
         (e.g. the recurrent nodes ran on the CPU in a CUDA cell). None: it counts."""
         return None
 
+    def close(self) -> None:
+        """Release what available() or load() started (a helper process); idempotent."""
+
     def options(self) -> dict[str, Any]:
         """Settings that change numerics (precision, TF32...), recorded in every cell."""
         return {}

@@ -89,6 +89,21 @@ class OrtNode(Runtime):
     def provider(self, session: Any) -> str:
         return f"{self.package} (cpu)" if self.backend == "node" else f"{self.package} (wasm)"
 
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            for stream in (proc.stdin, proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self._tmp.cleanup()
+
 
 class OrtWeb(OrtNode):
     """onnxruntime-web's WebAssembly backend, run under Node.js (one thread)."""
