@@ -28,28 +28,35 @@ class Shape:
     dirs: int
     batch: int
     seq: int
+    cell: str = "rnn"
 
     @property
     def label(self) -> str:
-        return f"I{self.I} H{self.H} L{self.layers} D{self.dirs} B{self.batch} S{self.seq}"
+        cell = "" if self.cell == "rnn" else f"{self.cell.upper()} "
+        return f"{cell}I{self.I} H{self.H} L{self.layers} D{self.dirs} B{self.batch} S{self.seq}"
 
     def flops(self) -> float:
-        """Multiply-adds ×2 of every layer's input projection and recurrence."""
+        """Multiply-adds ×2 of every layer's input projection and recurrence, for each of the
+        cell's gate GEMMs (1 for nn.RNN, 4 for nn.LSTM, 3 for nn.GRU)."""
+        from exporter.cells import CELLS
+
         total, i = 0.0, self.I
         for _ in range(self.layers):
             total += 2.0 * self.dirs * self.seq * self.batch * (i + self.H) * self.H
             i = self.dirs * self.H
-        return total
+        return total * CELLS[self.cell].gates
 
 
 # The grid, as data: the speed issue's four shapes, a sequence sweep and a batch sweep.
+_TARGETS = [(64, 128, 1, 1, 1, 100), (64, 128, 2, 2, 8, 100), (256, 512, 1, 1, 64, 50),
+            (32, 64, 1, 2, 256, 200)]
 GRID = {
-    "targets": [Shape(64, 128, 1, 1, 1, 100), Shape(64, 128, 2, 2, 8, 100),
-                Shape(256, 512, 1, 1, 64, 50), Shape(32, 64, 1, 2, 256, 200)],
+    "targets": [Shape(*t, cell=c) for c in ("rnn", "lstm", "gru") for t in _TARGETS],
     "seq_sweep": [Shape(64, 128, 1, 1, 8, s) for s in (1, 4, 16, 64, 256, 1024)],
     "batch_sweep": [Shape(64, 128, 1, 1, b, 100) for b in (1, 8, 64, 256)],
 }
-SMOKE = {"targets": [Shape(8, 16, 1, 2, 2, 10)], "seq_sweep": [Shape(8, 16, 1, 1, 2, s) for s in (1, 8)],
+SMOKE = {"targets": [Shape(8, 16, 1, 2, 2, 10), Shape(8, 16, 1, 2, 2, 10, cell="lstm"),
+                     Shape(8, 16, 1, 1, 2, 10, cell="gru")], "seq_sweep": [Shape(8, 16, 1, 1, 2, s) for s in (1, 8)],
          "batch_sweep": [Shape(8, 16, 1, 1, b, 8) for b in (1, 4)]}
 
 
@@ -117,17 +124,19 @@ def measure(shape: Shape, threads: int, warmup: int, repeats: int, rate: float) 
     from exporter.weights import pack_layers
 
     torch.set_num_threads(threads)
-    spec = RNNSpec(shape.I, shape.H, shape.layers, bidirectional=shape.dirs == 2)
+    spec = RNNSpec(shape.I, shape.H, shape.layers, bidirectional=shape.dirs == 2,
+                   cell=shape.cell)
     module = spec.build_module(seed=0)
     x = np.random.default_rng(0).standard_normal((shape.seq, shape.batch, shape.I), np.float32)
     h0 = np.zeros((shape.layers * shape.dirs, shape.batch, shape.H), np.float32)
     xt, ht = torch.from_numpy(x), torch.from_numpy(h0)
+    hx = (ht, ht.clone()) if shape.cell == "lstm" else ht
     with torch.no_grad():
-        torch_s = _median(lambda: module(xt, ht), warmup, repeats)
+        torch_s = _median(lambda: module(xt, hx), warmup, repeats)
     row: dict[str, Any] = {**asdict(shape), "label": shape.label, "threads": threads,
                            "flops": shape.flops(), "floor_s": shape.flops() / rate,
                            "torch_s": torch_s}
-    feeds = {"input": x, "h_0": h0}
+    feeds = {"input": x, "h_0": h0, **({"c_0": h0} if shape.cell == "lstm" else {})}
     for lowering in ("rnn", "scan"):
         t0 = time.perf_counter()
         model = export(module, lowering=lowering)
@@ -135,7 +144,7 @@ def measure(shape: Shape, threads: int, warmup: int, repeats: int, rate: float) 
         sess = _session(model.SerializeToString(), threads)
         row[f"{lowering}_s"] = _median(lambda: sess.run(None, feeds), warmup, repeats)
         row[f"{lowering}_over_torch"] = row[f"{lowering}_s"] / torch_s
-    if shape.layers == 1:
+    if shape.layers == 1 and shape.cell == "rnn":
         bare = _session(_bare_rnn(spec, pack_layers(module_state(module), spec)), threads)
         bfeeds = {"X": x, "initial_h": h0}
         row["bare_rnn_s"] = _median(lambda: bare.run(None, bfeeds), warmup, repeats)

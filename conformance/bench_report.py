@@ -37,15 +37,16 @@ def write_plots(result: dict, out: Path) -> list[Path]:
         written.append(path)
     targets = result["rows"].get("targets", [])
     if targets:
-        fig, ax = plt.subplots(figsize=(8, 4.2))
-        labels = [f"{r['label']}\n{r['threads']} thr" for r in targets]
+        fig, ax = plt.subplots(figsize=(max(8, 0.55 * len(targets) + 2), 4.8))
+        labels = [f"{r.get('cell', 'rnn')} {r['layers']}×{r['dirs']} B{r['batch']}\n"
+                  f"H{r['H']} S{r['seq']} · {r['threads']}t" for r in targets]
         xs = range(len(targets))
         ax.bar([x - 0.2 for x in xs], [r["rnn_over_torch"] for r in targets], 0.4, label="rnn lowering")
         ax.bar([x + 0.2 for x in xs], [r["scan_over_torch"] for r in targets], 0.4, label="scan lowering")
         ax.scatter(list(xs), [r["target_s"] / r["torch_s"] for r in targets], marker="_", s=600,
                    color="black", label="target: max(0.5, 1.25·SGEMM floor) / torch")
         ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_xticks(list(xs), labels, fontsize=6)
+        ax.set_xticks(list(xs), labels, fontsize=6, rotation=90)
         ax.set(ylabel="ORT time / torch eager time", title="onnxruntime CPU relative to torch eager (lower is faster)")
         ax.legend(fontsize=7)
         fig.tight_layout()
@@ -69,13 +70,16 @@ def markdown(result: dict, command: str, image_prefix: str = "") -> str:
              f"{result['repeats']} runs after {result['warmup']} warm-up runs; SGEMM rate "
              f"{rates}. Ratios are onnxruntime time / torch eager time, measured side by side "
              "in one process (below 1: faster than torch).", "",
-             "| shape (I, H, layers, dirs, batch, seq) | threads | torch ms | rnn ms (×torch) | "
-             "scan ms (×torch) | SGEMM floor ms | target ms | best / target | rnn glue vs bare RNN node |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| cell | shape (I, H, layers, dirs, batch, seq) | threads | torch ms | "
+             "rnn-op ms (×torch) | scan ms (×torch) | SGEMM floor ms | target ms | best / target "
+             "| rnn glue vs bare RNN node |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"].get("targets", []):
-        glue = f"{r['rnn_glue_overhead'] * 100:+.1f}%" if "rnn_glue_overhead" in r else "– (2 layers)"
+        glue = (f"{r['rnn_glue_overhead'] * 100:+.1f}%" if "rnn_glue_overhead" in r
+                else "– (2 layers)" if r.get("cell", "rnn") == "rnn" else "–")
         ok = "✅" if r["best_over_target"] <= 1 else "❌"
-        lines.append(f"| {r['I']}, {r['H']}, {r['layers']}, {r['dirs']}, {r['batch']}, {r['seq']} | "
+        lines.append(f"| {r.get('cell', 'rnn')} | {r['I']}, {r['H']}, {r['layers']}, {r['dirs']}, "
+                     f"{r['batch']}, {r['seq']} | "
                      f"{r['threads']} | {_ms(r['torch_s'])} | {_ms(r['rnn_s'])} ({r['rnn_over_torch']:.2f}) | "
                      f"{_ms(r['scan_s'])} ({r['scan_over_torch']:.2f}) | {_ms(r['floor_s'])} | "
                      f"{_ms(r['target_s'])} | {ok} {r['best_over_target']:.2f} | {glue} |")

@@ -20,7 +20,8 @@ __all__ = ["main"]
 # "installed": every registered runtime (ort-cuda-tf32 aside, a setting of ort-cuda) that is
 # installed and usable here; name the others with --runtimes or --require.
 DEFAULT_RUNTIMES = "installed"
-SUPPORT_RUNTIMES = "ort-cpu,ort-cuda,openvino,tract,ort-node,ort-web,onnx-reference"
+# The CPU runtimes; a GPU machine's report adds the ort-cuda column (support --reports a b).
+SUPPORT_RUNTIMES = "ort-cpu,openvino,tract,ort-node,ort-web,onnx-reference"
 
 
 def _shard_arg(text: str) -> tuple[int, int]:
@@ -341,19 +342,26 @@ def _cmd_support(args: argparse.Namespace) -> int:
     from .report import _atomic_write
     from .support import load_reports, support_markdown
 
+    args.runtimes_run = False
     if args.reports:
         missing = [str(p) for p in args.reports if not p.is_file()]
         if missing:
             raise ExportError(f"report not found: {', '.join(missing)}")
-        command = f"python -m conformance support --reports {' '.join(map(str, args.reports))}"
         rc = 0
     else:
         args.select, args.shard, args.vectors = None, None, None
+        args.runtimes_run = True
         rc = _cmd_run(args)
         args.reports = [args.report_dir / "report.json"]
         command = (f"python -m conformance support --matrix {args.matrix} "
                    f"--runtimes {args.runtimes}")
     cells, reports = load_reports(args.reports)
+    if not args.runtimes_run:    # built from reports: say how to rebuild it from scratch
+        matrices = sorted({str(r.get("matrix")) for r in reports})
+        runtimes = ",".join(dict.fromkeys(rt for r in reports for rt in r["runtimes"]))
+        command = (f"python -m conformance support --matrix {'/'.join(matrices)} "
+                   f"--runtimes {runtimes}" + (f"   # merged from {len(reports)} reports"
+                                               if len(reports) > 1 else ""))
     missing = sorted({rt for r in reports for rt, info in r["runtimes"].items()
                       if not info.get("available")})
     if missing and not args.allow_unavailable:

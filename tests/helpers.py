@@ -61,3 +61,13 @@ def run_module(module: str, *args: str, cwd, timeout: int = 600):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def prepare_smoke_cases(workdir, *case_ids: str) -> list:
+    """The smoke matrix's cases with exactly these ids, exported and with torch's answers."""
+    from conformance.matrix import load_matrix
+    from conformance.runner import prepare_matrix
+
+    cases = [c for c in load_matrix("smoke") if c.id in case_ids]
+    assert sorted(c.id for c in cases) == sorted(case_ids)
+    return prepare_matrix(cases, workdir)

@@ -109,7 +109,7 @@ def test_aliased_and_subclassed_rnns_are_lowered_and_stay_dynamic(cls, tmp_path)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
 
 
-def test_subclass_overriding_forward_and_lstm_subclass_are_refused():
+def test_subclass_overriding_forward_and_cells_are_refused_lstm_subclass_lowered():
     class Doubling(nn.RNN):
         def forward(self, x, hx=None):
             out, h = super().forward(x, hx)
@@ -118,17 +118,33 @@ def test_subclass_overriding_forward_and_lstm_subclass_are_refused():
     class MyLSTM(nn.LSTM):
         pass
 
-    for inner, word in ((Doubling(4, 6), "overrides nn.RNN.forward"), (MyLSTM(4, 6), "MyLSTM")):
-        holder = nn.Sequential()
-        holder.add_module("rnn", nn.RNN(4, 4))
-        holder.add_module("other", inner)
-        with pytest.raises(ExportError, match=word):
-            export(holder.eval(), (torch.randn(5, 2, 4),))
+    holder = nn.Sequential()
+    holder.add_module("rnn", nn.RNN(4, 4))
+    holder.add_module("other", Doubling(4, 6))
+    with pytest.raises(ExportError, match="overrides nn.RNN.forward"):
+        export(holder.eval(), (torch.randn(5, 2, 4),))
 
+    class WithCell(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.cell = nn.RNN(4, 4), nn.GRUCell(4, 4)
 
-def test_lstm_refusal_tells_the_true_reason():
-    with pytest.raises(ExportError, match="freeze the sequence length.*proj_size"):
-        export(nn.LSTM(3, 4), (torch.randn(2, 1, 3),))
+        def forward(self, x):
+            return self.cell(self.rnn(x)[0][-1])
+
+    with pytest.raises(ExportError, match=r"cell \(GRUCell\)"):
+        export(WithCell().eval(), (torch.randn(5, 2, 4),))
+
+    class WithMyLSTM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = MyLSTM(4, 6)
+
+        def forward(self, x):
+            return self.lstm(x)[0]
+
+    model = export(WithMyLSTM().eval(), (torch.randn(5, 2, 4),))
+    assert [n.op_type for n in model.graph.node].count("LSTM") == 1
 
 
 @pytest.mark.parametrize("cls", [TupleArg, DictArg])

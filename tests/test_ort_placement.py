@@ -11,10 +11,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from conformance.runner import execute, prepare_matrix
-from conformance.matrix import load_matrix, select
+from conformance.runner import execute
 from conformance.runtimes.ort import CPU_FALLBACK_REFUSAL, OrtCpu
 from tests.fake_runtimes import StandInAccelerator
+
+from .helpers import prepare_smoke_cases
 
 STAND_IN = "tests.fake_runtimes:StandInAccelerator"
 
@@ -68,10 +69,8 @@ def test_refused_strictly_then_judged_from_profile(tmp_path):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    cases = select(load_matrix("smoke"), "i10h20-l2-tanh-bi-bf-h0in--b3s7") + \
-        select(load_matrix("smoke"), "i10h20-l2-relu-bi-sf-h0in-scan--b3s20")
-    assert len(cases) == 2
-    return prepare_matrix(cases, tmp_path_factory.mktemp("placement"))
+    return prepare_smoke_cases(tmp_path_factory.mktemp("placement"), "i10h20-l2-tanh-bi-bf-h0in--b3s7",
+                               "i10h20-l2-relu-bi-sf-h0in-scan--b3s20")
 
 
 def test_recurrent_nodes_on_the_cpu_are_never_an_accelerator_pass(prepared):

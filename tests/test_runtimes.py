@@ -19,6 +19,8 @@ from conformance.runtimes import load_runtime
 from conformance.runtimes.node import HARNESS_DIR
 from conformance.vectors import write_vectors
 
+from .helpers import prepare_smoke_cases
+
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONAL = ["openvino", "tract", "ort-node", "ort-web"]
 
@@ -34,10 +36,8 @@ def need(runtime: str) -> None:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    cases = select(load_matrix("smoke"), "i10h20-l2-tanh-bi-bf-h0in--b3s7") + \
-        select(load_matrix("smoke"), "i10h20-l1-relu-uni-sf-h0in--b3s7")
-    assert len(cases) == 2
-    return prepare_matrix(cases, tmp_path_factory.mktemp("rt"))
+    return prepare_smoke_cases(tmp_path_factory.mktemp("rt"), "i10h20-l2-tanh-bi-bf-h0in--b3s7",
+                               "i10h20-l1-relu-uni-sf-h0in--b3s7")
 
 
 @pytest.mark.parametrize("runtime", OPTIONAL)

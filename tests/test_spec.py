@@ -23,8 +23,10 @@ def test_bad_specs_are_refused(kwargs, message):
 
 
 def test_from_kwargs_rejects_unknown_and_missing():
-    with pytest.raises(ExportError, match="unknown nn.RNN argument.*proj_size"):
-        RNNSpec.from_kwargs({"input_size": 1, "hidden_size": 1, "proj_size": 2})
+    with pytest.raises(ExportError, match="unknown nn.RNN argument.*peepholes"):
+        RNNSpec.from_kwargs({"input_size": 1, "hidden_size": 1, "peepholes": 2})
+    with pytest.raises(ExportError, match="proj_size is nn.LSTM's argument"):
+        RNNSpec.from_kwargs({"input_size": 1, "hidden_size": 2, "proj_size": 1})
     with pytest.raises(ExportError, match="missing.*hidden_size"):
         RNNSpec.from_kwargs({"input_size": 1})
 

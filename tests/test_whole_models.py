@@ -81,17 +81,17 @@ def test_h0_passed_or_omitted():
 
 
 def test_refusals():
-    class WithLSTM(nn.Module):
+    class WithCell(nn.Module):
         def __init__(self):
             super().__init__()
-            self.rnn, self.lstm = nn.RNN(3, 4), nn.LSTM(4, 4)
+            self.rnn, self.cell = nn.RNN(3, 4), nn.LSTMCell(4, 4)
 
         def forward(self, x):
-            return self.lstm(self.rnn(x)[0])[0]
+            return self.cell(self.rnn(x)[0][-1])[0]
 
-    with pytest.raises(ExportError, match="lstm.*LSTM.*refusing"):
-        export(WithLSTM().eval(), (torch.randn(5, 2, 3),))
-    with pytest.raises(ExportError, match="holds no nn.RNN"):
+    with pytest.raises(ExportError, match="cell.*LSTMCell.*refusing"):
+        export(WithCell().eval(), (torch.randn(5, 2, 3),))
+    with pytest.raises(ExportError, match="holds no nn.RNN, nn.LSTM or nn.GRU"):
         export(nn.Linear(3, 4), (torch.randn(2, 3),))
 
     class Dropping(nn.Module):
@@ -106,7 +106,7 @@ def test_refusals():
         export(Dropping(), (torch.randn(5, 2, 3),))
     with pytest.raises(ExportError, match="example args"):
         export(Dropping().eval())
-    with pytest.raises(ExportError, match="sequence_lens applies to exporting an nn.RNN"):
+    with pytest.raises(ExportError, match="sequence_lens applies to exporting a recurrent module itself"):
         export(Dropping().eval(), (torch.randn(5, 2, 3),), sequence_lens=True)
 
 
