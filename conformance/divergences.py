@@ -22,10 +22,11 @@ __all__ = ["Divergence", "load_divergences", "match", "STATUS_FOR_KIND", "DIVERG
 
 DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
 # The cell status each kind of divergence stands for.
-STATUS_FOR_KIND = {"wrong-result": "fail", "refusal": "unsupported", "crash": "error"}
+STATUS_FOR_KIND = {"wrong-result": "fail", "refusal": "unsupported", "crash": "error",
+                   "export-failure": "unexported"}
 _FIELDS = ("id", "runtime", "versions", "features", "kind", "summary", "repro", "citation",
            "reviewed")
-_OPTIONAL = ("unless",)
+_OPTIONAL = ("unless", "exporters")
 
 
 def _globs(value: str | list | tuple) -> tuple[str, ...]:
@@ -47,6 +48,9 @@ class Divergence:
     citation: str
     reviewed: str
     unless: tuple[frozenset[str], ...] = ()
+    # whose files it is about (conformance/exporters.py): a runtime's divergence shows on any
+    # exporter's file with the features; torch.onnx's own entries name theirs
+    exporters: tuple[str, ...] = ("*",)
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -57,7 +61,10 @@ class Divergence:
         """The cell statuses this entry stands for."""
         return tuple(STATUS_FOR_KIND[k] for k in self.kinds)
 
-    def applies(self, runtime: str, version: str | None, features: Set[str]) -> bool:
+    def applies(self, runtime: str, version: str | None, features: Set[str],
+                exporter: str = "ours") -> bool:
+        if not any(fnmatch.fnmatchcase(exporter, pat) for pat in self.exporters):
+            return False
         if not any(fnmatch.fnmatchcase(runtime, pat) for pat in _globs(self.runtime)):
             return False
         if not self.features <= features or any(u <= features for u in self.unless):
@@ -93,7 +100,8 @@ def _entry(raw: dict, where: str) -> Divergence:
                          "runtime": raw["runtime"] if isinstance(raw["runtime"], str)
                          else tuple(raw["runtime"]),
                          "kind": raw["kind"] if isinstance(raw["kind"], str) else tuple(raw["kind"]),
-                         "unless": tuple(frozenset(u) for u in unless)})
+                         "unless": tuple(frozenset(u) for u in unless),
+                         "exporters": tuple(_globs(raw.get("exporters", ["*"])))})
 
 
 def load_divergences(path: Path = DIVERGENCES_FILE) -> list[Divergence]:
@@ -110,6 +118,6 @@ def load_divergences(path: Path = DIVERGENCES_FILE) -> list[Divergence]:
 
 
 def match(entries: list[Divergence], runtime: str, version: str | None,
-          features: Set[str]) -> Divergence | None:
+          features: Set[str], exporter: str = "ours") -> Divergence | None:
     """The first entry that applies to this cell, if any (so narrower entries go first)."""
-    return next((e for e in entries if e.applies(runtime, version, features)), None)
+    return next((e for e in entries if e.applies(runtime, version, features, exporter)), None)

@@ -22,6 +22,15 @@ GRU node:
 Input features (from the feeds of one case):
     padded                  a sequence_lens feed with a length below the sequence length
     batch1-seq1             the first input's two leading dims are both 1
+    fixed-size-mismatch     a feed's size differs from a size the graph declares fixed (a
+                            file that froze its sequence length or batch, fed another one)
+    frozen-output-size      the graph's `output` declares a fixed size on one of its two
+                            leading axes (sequence, batch) and the `input` feed has another
+                            size there: the file computes a frozen number of steps
+Config features (only for a case whose exporter produced no file, so there is no graph to
+read; taken from the generated matrix's own config, never from a user's file):
+    lstm-proj-size          an nn.LSTM with proj_size
+    (and rnn-op / lstm-op / gru-op, rnn-sequence-lens for the module's cell and options)
 """
 from __future__ import annotations
 
@@ -37,7 +46,7 @@ __all__ = ["model_features", "feed_features", "case_features", "FEATURES"]
 FEATURES = frozenset({
     "rnn-op", "lstm-op", "gru-op", "rnn-bidirectional", "rnn-unidirectional", "rnn-activation-relu",
     "rnn-activation-not-tanh", "rnn-layout1", "rnn-sequence-lens", "rnn-no-initial-h", "scan",
-    "negative-step-slice", "padded", "batch1-seq1"})
+    "negative-step-slice", "padded", "batch1-seq1", "fixed-size-mismatch", "frozen-output-size", "lstm-proj-size"})
 
 _RNN_SEQUENCE_LENS, _RNN_INITIAL_H = 4, 5   # input positions of the ONNX RNN op
 
@@ -103,15 +112,25 @@ def graph_features(model: onnx.ModelProto) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached(path: str, mtime_ns: int, size: int) -> frozenset[str]:
-    return graph_features(onnx.load(path, load_external_data=False))
+def _cached(path: str, mtime_ns: int, size: int) -> tuple[frozenset[str], tuple]:
+    model = onnx.load(path, load_external_data=False)
+    fixed = tuple((i.name, tuple(d.dim_value if d.HasField("dim_value") else None
+                                 for d in i.type.tensor_type.shape.dim))
+                  for i in (*model.graph.input, *model.graph.output))
+    return graph_features(model), fixed
 
 
 def model_features(path: str) -> frozenset[str]:
     """Graph features of the model file (cached per path, modification time and size)."""
     import os
     st = os.stat(path)
-    return _cached(str(path), st.st_mtime_ns, st.st_size)
+    return _cached(str(path), st.st_mtime_ns, st.st_size)[0]
+
+
+def _fixed_dims(path: str) -> dict[str, tuple]:
+    import os
+    st = os.stat(path)
+    return dict(_cached(str(path), st.st_mtime_ns, st.st_size)[1])
 
 
 def feed_features(feeds: Mapping[str, np.ndarray]) -> frozenset[str]:
@@ -131,4 +150,15 @@ def feed_features(feeds: Mapping[str, np.ndarray]) -> frozenset[str]:
 
 
 def case_features(model_path: str, feeds: Mapping[str, np.ndarray]) -> frozenset[str]:
-    return model_features(model_path) | feed_features(feeds)
+    feats = set(model_features(model_path) | feed_features(feeds))
+    declared = _fixed_dims(model_path)
+    out, x = declared.get("output"), feeds.get("input")
+    if out is not None and x is not None and any(
+            d is not None and d != size for d, size in zip(out[:2], np.shape(x)[:2])):
+        feats.add("frozen-output-size")
+    for name, value in feeds.items():
+        dims = declared.get(name)
+        if dims is not None and (len(dims) != np.ndim(value) or any(
+                d is not None and d != s for d, s in zip(dims, np.shape(value)))):
+            feats.add("fixed-size-mismatch")
+    return frozenset(feats)

@@ -9,11 +9,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .runner import STATUSES, RunResult
+from .runner import FAILING, STATUSES, RunResult
 
 __all__ = ["Live", "summary"]
 
 _STYLE = {"pass": "green", "fail": "bold red", "error": "magenta", "unsupported": "yellow",
+          "unexported": "dark_orange",
           "unavailable": "dim", "xfail": "green4", "xpass": "bold blue"}
 _err = Console(stderr=True)
 
@@ -44,7 +45,7 @@ class Live:
         self._progress.update(self._task, advance=n)
 
     def advance(self, cell: dict) -> None:
-        if cell["status"] in ("fail", "error", "unsupported", "xpass"):
+        if cell["status"] in FAILING:
             self._bad += 1
         self._progress.update(self._task, advance=1,
                               bad=f"[red]{self._bad} failing" if self._bad else "")
@@ -72,7 +73,7 @@ def summary(result: RunResult, required: Iterable[str] = (), wall: float | None 
         elif not info["available"]:
             out.print(f"[dim]{rt} unavailable: {escape(str(info['reason']))}[/dim]",
                       highlight=False)
-    bad = [c for c in result.cells if c["status"] in ("fail", "error", "unsupported", "xpass")]
+    bad = [c for c in result.cells if c["status"] in FAILING]
     for c in bad[:25]:
         flag = " [bold red](silently wrong)[/]" if c["silently_wrong"] else ""
         out.print(f"[{_STYLE[c['status']]}]{c['status']}[/]{flag} {escape(c['runtime'])} "

@@ -16,10 +16,12 @@ __all__ = ["SCHEMA_VERSION", "build_report", "write_reports", "STATUS_COLORS"]
 
 SCHEMA_VERSION = 1
 STATUS_COLORS = {"pass": "#2e7d32", "xfail": "#9ccc65", "unavailable": "#bdbdbd",
+                 "unexported": "#ef6c00",
                  "unsupported": "#ffb300", "error": "#8e24aa", "fail": "#d32f2f",
                  "xpass": "#1565c0"}
 # Worst-first order used when several cells share one heat-map square.
-_SEVERITY = ["fail", "xpass", "error", "unsupported", "xfail", "unavailable", "pass"]
+_SEVERITY = ["fail", "xpass", "error", "unexported", "unsupported", "xfail", "unavailable",
+             "pass"]
 
 
 def build_report(result: RunResult, env: dict, meta: dict) -> dict[str, Any]:
@@ -51,7 +53,8 @@ def _junit(report: dict) -> bytes:
     cells = report["cells"]
     suite = ET.Element("testsuite", name="conformance", tests=str(len(cells)),
                        failures=str(sum(c["status"] in ("fail", "xpass") for c in cells)),
-                       errors=str(sum(c["status"] in ("error", "unsupported") for c in cells)),
+                       errors=str(sum(c["status"] in ("error", "unsupported", "unexported")
+                                      for c in cells)),
                        skipped=str(sum(c["status"] in ("unavailable", "xfail") for c in cells)),
                        time=str(report["seconds"]))
     for c in cells:
@@ -61,7 +64,7 @@ def _junit(report: dict) -> bytes:
                   f"tolerance={c['tolerance']} {c['message']}").strip()
         if c["status"] in ("fail", "xpass"):
             ET.SubElement(tc, "failure", message=c["status"]).text = detail
-        elif c["status"] in ("error", "unsupported"):
+        elif c["status"] in ("error", "unsupported", "unexported"):
             ET.SubElement(tc, "error", message=c["status"]).text = detail
         elif c["status"] in ("unavailable", "xfail"):
             ET.SubElement(tc, "skipped", message=f"{c['status']}: {c['message']}"[:1000])
@@ -170,8 +173,10 @@ def _square_text(cells: list[dict]) -> str:
     if n["unavailable"] == len(cells):
         return "n/a"
     parts = [f"{n['pass']}/{len(cells) - n['unavailable']} pass"]
-    parts += [f"{n[s]} {s}" for s in ("fail", "xpass", "error", "unsupported") if n[s]]
-    known = {"fail": "wrong", "unsupported": "refused", "error": "crash"}
+    parts += [f"{n[s]} {s}" for s in ("fail", "xpass", "error", "unsupported", "unexported")
+              if n[s]]
+    known = {"fail": "wrong", "unsupported": "refused", "error": "crash",
+             "unexported": "not exported"}
     for observed, word in known.items():   # xfail squares say which kind of known failure
         k = sum(c["status"] == "xfail" and c.get("observed") == observed for c in cells)
         if k:

@@ -18,14 +18,16 @@ from exporter.graph import save_atomic
 from .compare import compare
 from .divergences import Divergence, load_divergences, match
 from .features import case_features
-from .matrix import Case, CompositeCase
+from .runtimes import base_name
+from .matrix import Case, CompositeCase, ModelCase
 from .truth import make_feeds, module_truth, torch_truth
 from .worker import InProcess, Outcome, Worker, one_line
 
 __all__ = ["Prepared", "RunResult", "prepare_matrix", "execute", "FAILING", "STATUSES"]
 
-STATUSES = ("pass", "fail", "error", "unsupported", "unavailable", "xfail", "xpass")
-FAILING = frozenset({"fail", "error", "unsupported", "xpass"})
+STATUSES = ("pass", "fail", "error", "unsupported", "unexported", "unavailable", "xfail", "xpass")
+# unexported: the case's exporter produced no file (torch.onnx on the exporters axis)
+FAILING = frozenset({"fail", "error", "unsupported", "unexported", "xpass"})
 
 
 @dataclass
@@ -40,12 +42,18 @@ class Prepared:
     f64: dict[str, np.ndarray] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)   # model axes, for reports
     problem: str = ""                                        # preparation failed: why
+    exporter: str = "ours"                                   # who wrote the file
+    unexported: bool = False           # the exporter refused: `problem` says why
+    config_features: frozenset[str] = frozenset()   # for unexported cases: no graph to read
 
     def features(self) -> frozenset[str]:
-        """What the model and these feeds are (read from the files, never from the ids)."""
+        """What the model and these feeds are (read from the files, never from the ids; a
+        generated torch.onnx case adds its matrix config, for what the file cannot show)."""
         if self.problem or not Path(self.model_path).is_file():
-            return frozenset()
-        return case_features(self.model_path, self.feeds)
+            return self.config_features
+        # a file exists: its graph says what it is; the config adds only what no graph shows
+        return case_features(self.model_path, self.feeds) | (self.config_features
+                                                             & CONFIG_ONLY_FEATURES)
 
 
 @dataclass
@@ -100,42 +108,118 @@ def _prepare_composite(model_case: CompositeCase, group: Iterable[Case],
     for case in group:
         feeds = comp.inputs(case.inputs.batch, case.inputs.seq, np.random.default_rng(case.seed))
         f32, f64 = module_truth(module, feeds, comp.outputs)
-        labels = {"composite": comp.name, "batch": case.inputs.batch, "seq": case.inputs.seq}
+        labels = {"composite": comp.name, "batch": case.inputs.batch, "seq": case.inputs.seq,
+                  "exporter": "ours"}
         prepared.append(Prepared(case.id, model_case.id, str(path), feeds, f32, f64, labels,
                                  problem))
     return prepared
 
 
+CONFIG_ONLY_FEATURES = frozenset({"lstm-proj-size"})
+
+
+def _config_features(model_case: ModelCase) -> frozenset[str]:
+    spec = model_case.spec
+    feats = {f"{spec.cell_info.onnx_op.lower()}-op"}
+    if model_case.sequence_lens:
+        feats.add("rnn-sequence-lens")
+    if model_case.initial_state == "zeros":
+        feats.add("rnn-no-initial-h")
+    if spec.proj_size:
+        feats.add("lstm-proj-size")
+    return frozenset(feats)
+
+
+def _prepare_torch(model_case: ModelCase, group: list[Case], module: Any, exporter: str,
+                   workdir: Path, done: set[str]) -> list[Prepared]:
+    """The same cases, exported by torch.onnx (exporters.py) instead of this project."""
+    from .exporters import structure, torch_export
+
+    key = ModelCase(model_case.spec, model_case.initial_state, 17, "transpose",
+                    model_case.sequence_lens, "rnn").id
+    model_id = f"{key}@{exporter}"
+    if model_id in done:          # the same torch export as another lowering's group
+        return []
+    done.add(model_id)
+    path = workdir / model_id / "model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    problem, labels = "", {"exporter": exporter}
+    try:
+        labels["export_s"] = round(torch_export(exporter, module, model_case.spec,
+                                                model_case.initial_state == "input",
+                                                model_case.sequence_lens, path), 3)
+        labels.update(structure(path))
+    except Exception as exc:      # the exporter's failure is this case's verdict
+        problem = f"export failed: {one_line(exc)}"
+    prepared = []
+    for case in group:
+        feeds = make_feeds(case.model.spec, case.inputs.batch, case.inputs.seq,
+                           case.model.initial_state == "input", case.seed, case.inputs.lengths)
+        f32, f64 = torch_truth(module, feeds)
+        prepared.append(Prepared(f"{model_id}--{case.inputs.id}", model_id, str(path), feeds,
+                                 f32, f64, {**_labels(case), "lowering": None, **labels},
+                                 problem, exporter, bool(problem),
+                                 _config_features(model_case)))
+    return prepared
+
+
+def _torch_eligible(model_case: Any) -> bool:
+    """torch.onnx exports the torch module: no lowering, layout or opset of ours to vary."""
+    return (isinstance(model_case, ModelCase) and model_case.batch_layout == "transpose"
+            and model_case.opset == 17)
+
+
 def prepare_matrix(cases: list[Case], workdir: Path,
-                   on_case: Callable[[int], None] | None = None) -> list[Prepared]:
-    """Export every model once (seeded from its id) and compute torch's answers per case;
-    `on_case(n)` is told each time n more cases are ready."""
+                   on_case: Callable[[int], None] | None = None,
+                   exporters: Iterable[str] = ("ours",)) -> list[Prepared]:
+    """Export every model once per exporter (seeded from its id) and compute torch's answers
+    per case; `on_case(n)` is told each time n more cases are ready."""
+    exporters = list(exporters)
     prepared: list[Prepared] = []
+    torch_done: set[str] = set()
     for model_case, group in itertools.groupby(sorted(cases, key=lambda c: c.id),
                                                key=lambda c: c.model):
+        group = list(group)
         if isinstance(model_case, CompositeCase):
-            more = _prepare_composite(model_case, group, workdir)
-            prepared += more
-            if on_case:
-                on_case(len(more))
+            if "ours" in exporters:
+                more = _prepare_composite(model_case, group, workdir)
+                prepared += more
+                if on_case:
+                    on_case(len(more))
             continue
         module = model_case.spec.build_module(seed=model_case.seed)
-        path = workdir / model_case.id / "model.onnx"
-        problem = ""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_atomic(export(module, **model_case.export_options()), path)
-        except Exception as exc:  # an exporter bug must show as error cells, not stop the run
-            problem = f"export failed: {one_line(exc)}"
-        for case in group:
-            feeds = make_feeds(case.model.spec, case.inputs.batch, case.inputs.seq,
-                               case.model.initial_state == "input", case.seed,
-                               case.inputs.lengths)
-            f32, f64 = torch_truth(module, feeds)
-            prepared.append(Prepared(case.id, model_case.id, str(path), feeds, f32, f64,
-                                     _labels(case), problem))
-            if on_case:
-                on_case(1)
+        for exporter in exporters:
+            if exporter != "ours":
+                if _torch_eligible(model_case):
+                    more = _prepare_torch(model_case, group, module, exporter, workdir,
+                                          torch_done)
+                    prepared += more
+                    if on_case:
+                        on_case(len(more))
+                continue
+            path = workdir / model_case.id / "model.onnx"
+            problem, structure_labels = "", {}
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                start = time.perf_counter()
+                model = export(module, **model_case.export_options())
+                structure_labels["export_s"] = round(time.perf_counter() - start, 4)
+                save_atomic(model, path)
+                if len(exporters) > 1:   # the exporters axis compares structure too
+                    from .exporters import structure
+                    structure_labels.update(structure(path))
+            except Exception as exc:  # an exporter bug must show as error cells, not stop the run
+                problem = f"export failed: {one_line(exc)}"
+            for case in group:
+                feeds = make_feeds(case.model.spec, case.inputs.batch, case.inputs.seq,
+                                   case.model.initial_state == "input", case.seed,
+                                   case.inputs.lengths)
+                f32, f64 = torch_truth(module, feeds)
+                prepared.append(Prepared(case.id, model_case.id, str(path), feeds, f32, f64,
+                                         {**_labels(case), "exporter": "ours",
+                                          **structure_labels}, problem))
+                if on_case:
+                    on_case(1)
     return prepared
 
 
@@ -155,6 +239,7 @@ def _cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
           divergences: list[Divergence]) -> dict[str, Any]:
     cell: dict[str, Any] = {
         "case": p.case_id, "model": p.model_id, "runtime": runtime, "labels": p.labels,
+        "exporter": p.exporter,
         "runtime_version": info.get("version"), "options": info.get("options", {}),
         "provider": None, "wall_s": None, "max_abs_err": None, "max_rel_err": None,
         "worst_output": None, "worst_index": None, "max_abs_err_f64": None,
@@ -169,13 +254,16 @@ def _cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
                 message=outcome.message, placement=outcome.placement,
                 log=outcome.log or None)
     if outcome.kind == "ok" or outcome.outputs:   # also a run that placed nodes where it must not: errors recorded
-        cmp = compare(runtime, outcome.outputs, p.f32, p.f64)
+        cmp = compare(base_name(runtime), outcome.outputs, p.f32, p.f64)
         cell.update({k: v for k, v in cmp.as_dict().items() if k not in ("verdict", "message")})
         if outcome.kind == "ok":
             status = cmp.verdict
             cell["message"] = cmp.message
     cell["observed"] = status
-    entry = match(divergences, runtime, info.get("version"), p.features())
+    # a case its exporter could not export is judged only against export-failure entries:
+    # no runtime ran it, so no runtime's divergence can explain it
+    candidates = [e for e in divergences if ("export-failure" in e.kinds) == p.unexported]
+    entry = match(candidates, base_name(runtime), info.get("version"), p.features(), p.exporter)
     cell["status"], note = _classify(status, entry)
     if entry is not None:
         cell["divergence"] = {"id": entry.id, "kind": entry.kind, "summary": entry.summary,
@@ -228,6 +316,10 @@ def execute(prepared: list[Prepared], runtimes: list[str], *, jobs: int = 1,
         return (Worker(name, timeout, start_timeout) if isolate
                 else InProcess(name, timeout, start_timeout))
 
+    from .versions import ensure_installed
+    for rt in runtimes:
+        if "@" in rt:
+            ensure_installed(rt)
     infos = {rt: _describe(rt, factory) for rt in runtimes}
     # Cells are keyed by position, never by case id: ids come from files in replay, and two
     # sets claiming one id must still give two verdicts.
@@ -242,8 +334,8 @@ def execute(prepared: list[Prepared], runtimes: list[str], *, jobs: int = 1,
             if infos[rt]["error"]:      # the adapter broke: every cell says so, never absent
                 outcome = Outcome("error", message=infos[rt]["error"])
             elif infos[rt]["available"]:
-                outcome = (Outcome("error", message=p.problem) if p.problem
-                           else pool.get(rt).run(p.model_path, p.feeds))
+                outcome = (Outcome("unexported" if p.unexported else "error", message=p.problem)
+                           if p.problem else pool.get(rt).run(p.model_path, p.feeds))
             cell = _cell(p, rt, infos[rt], outcome, divergences)
             results[(k, rt)] = cell
             if on_cell:

@@ -79,6 +79,11 @@ class _Host:
 
 def _serve(conn: Any, name: str, log_path: str | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
+    from .versions import site_for
+    site = site_for(name) if "@" in name else None
+    if site is not None:      # a pinned runtime version: its install goes first on the path
+        import sys
+        sys.path.insert(0, str(site))
     if log_path:   # everything the runtime prints (C++ loggers, Rust panics) goes to the cell
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
         os.dup2(fd, 1)

@@ -8,7 +8,7 @@ from exporter.errors import ExportError
 
 from .base import Runtime
 
-__all__ = ["REGISTRY", "Runtime", "load_runtime", "runtime_class", "runtime_names"]
+__all__ = ["REGISTRY", "Runtime", "load_runtime", "runtime_class", "runtime_names", "base_name"]
 
 # name → "module:Class"; --runtimes also accepts a "module:Class" path directly.
 REGISTRY = MappingProxyType({
@@ -17,6 +17,7 @@ REGISTRY = MappingProxyType({
     "ort-cuda-tf32": "conformance.runtimes.ort:OrtCudaTF32",
     "onnx-reference": "conformance.runtimes.reference:Reference",
     "openvino": "conformance.runtimes.openvino:OpenVINO",
+    "openvino-static": "conformance.runtimes.openvino:OpenVINOStatic",
     "tract": "conformance.runtimes.tract:Tract",
     "ort-node": "conformance.runtimes.node:OrtNode",
     "ort-web": "conformance.runtimes.node:OrtWeb",
@@ -28,20 +29,28 @@ def runtime_names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise ExportError("no runtime given")
+    from ..versions import split_name
+
     for n in names:
-        if n not in REGISTRY and ":" not in n:
+        base, _ = split_name(n) if "@" in n and ":" not in n else (n, None)
+        if base not in REGISTRY and ":" not in base:
             raise ExportError(f"unknown runtime {n!r}; known: {', '.join(REGISTRY)} "
-                              "(or module:Class)")
-        if n not in REGISTRY:
-            runtime_class(n)   # a module:Class that does not resolve is a usage error
+                              "(or module:Class, or ort-cpu@VERSION)")
+        if base not in REGISTRY:
+            runtime_class(base)   # a module:Class that does not resolve is a usage error
     if len(set(names)) != len(names):
         raise ExportError("a runtime is listed twice")
     return names
 
 
+def base_name(name: str) -> str:
+    """"ort-cpu@1.22.1" → "ort-cpu": what known divergences and tolerances match on."""
+    return name.partition("@")[0] if ":" not in name else name
+
+
 def runtime_class(name: str) -> type[Runtime]:
     """The adapter class for a registered name or a module:Class path; ExportError if none."""
-    target = REGISTRY.get(name, name)
+    target = REGISTRY.get(base_name(name), name)
     module_name, _, cls_name = target.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), cls_name)

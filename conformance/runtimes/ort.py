@@ -93,7 +93,8 @@ class OrtCpu(Runtime):
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            return f"onnxruntime not importable ({exc}): pip install onnxruntime"
+            return (f"onnxruntime not importable ({type(exc).__name__}: {exc}): pip install "
+                    "onnxruntime")
         if self.provider_name not in ort.get_available_providers():
             return f"onnxruntime {ort.__version__} has no {self.provider_name}"
         return None

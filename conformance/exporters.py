@@ -1,0 +1,149 @@
+"""Exporters as a matrix axis: the same cases exported by this project and by torch.onnx.
+
+    ours           exporter.export (the default)
+    torch-dynamo   torch.onnx.export(dynamo=True), torch's default, with dynamic_shapes asking
+                   for a dynamic batch and sequence (Dim.AUTO on both)
+    torch-legacy   torch.onnx.export(dynamo=False), the TorchScript exporter, with dynamic_axes
+
+torch.onnx exports a small wrapper with the graph contract's names and order (input, h_0[,
+c_0][, sequence_lens] → output, h_n[, c_n]); with sequence_lens it runs torch's own packed
+computation (pack_padded_sequence → module → pad_packed_sequence), exactly what the truth is.
+The example it is traced with is batch 2, sequence 5: a file that freezes a size refuses or
+mis-computes every case of another size, which the verdicts then show.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from exporter.errors import ExportError
+from exporter.spec import RNNSpec
+
+__all__ = ["EXPORTERS", "TORCH_EXPORTERS", "torch_export", "structure", "exporter_names"]
+
+TORCH_EXPORTERS = ("torch-dynamo", "torch-legacy")
+EXPORTERS = ("ours", *TORCH_EXPORTERS)
+EXAMPLE_BATCH, EXAMPLE_SEQ = 2, 5
+
+
+def exporter_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in EXPORTERS]
+    if not names or bad or len(set(names)) != len(names):
+        raise ExportError(f"--exporters takes a comma-separated list of {', '.join(EXPORTERS)} "
+                          f"(each once); got {text!r}")
+    return names
+
+
+def _wrapper(module: Any, spec: RNNSpec, with_h0: bool, seq_lens: bool) -> Any:
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    lstm = spec.cell_info.has_cell_state
+    seq_axis = 1 if spec.batch_first else 0
+
+    class ForExport(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = module
+
+        def forward(self, *args: Any) -> tuple:
+            it = iter(args)
+            x = next(it)
+            hx = None
+            if with_h0:
+                h0 = next(it)
+                hx = (h0, next(it)) if lstm else h0
+            if seq_lens:
+                lengths = next(it)
+                packed = pack_padded_sequence(x, lengths.to(torch.int64).cpu(),
+                                              batch_first=spec.batch_first, enforce_sorted=False)
+                out, state = self.rnn(packed, hx)
+                out, _ = pad_packed_sequence(out, batch_first=spec.batch_first,
+                                             total_length=x.shape[seq_axis])
+            else:
+                out, state = self.rnn(x, hx)
+            return (out, *state) if lstm else (out, state)
+
+    return ForExport().eval()
+
+
+def _example(spec: RNNSpec, with_h0: bool, seq_lens: bool) -> tuple[list[str], tuple]:
+    import torch
+
+    B, S = EXAMPLE_BATCH, EXAMPLE_SEQ
+    LD = spec.num_layers * spec.num_directions
+    names, args = ["input"], [torch.randn(*((B, S) if spec.batch_first else (S, B)),
+                                          spec.input_size)]
+    if with_h0:
+        names.append("h_0")
+        args.append(torch.randn(LD, B, spec.state_size))
+        if spec.cell_info.has_cell_state:
+            names.append("c_0")
+            args.append(torch.randn(LD, B, spec.hidden_size))
+    if seq_lens:
+        names.append("sequence_lens")
+        args.append(torch.tensor([S, S - 2], dtype=torch.int32))
+    return names, tuple(args)
+
+
+def torch_export(exporter: str, module: Any, spec: RNNSpec, with_h0: bool, seq_lens: bool,
+                 path: Path, opset: int = 17) -> float:
+    """Export with torch.onnx into `path`; returns the wall time. Raises ExportError."""
+    import torch
+
+    from exporter.torch_onnx import _quiet, _root_cause
+
+    wrapper = _wrapper(module, spec, with_h0, seq_lens)
+    names, args = _example(spec, with_h0, seq_lens)
+    outputs = ["output", "h_n"] + (["c_n"] if spec.cell_info.has_cell_state else [])
+    seq_axis, batch_axis = (1, 0) if spec.batch_first else (0, 1)
+    axes = {"input": {seq_axis: "seq", batch_axis: "batch"}, "h_0": {1: "batch"},
+            "c_0": {1: "batch"}, "sequence_lens": {0: "batch"}}
+    start = time.perf_counter()
+    try:
+        with _quiet(), warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            if exporter == "torch-dynamo":
+                from torch.export import Dim
+                # forward(*args): the shapes of all positional arguments form one entry
+                shapes = (tuple({a: Dim.AUTO for a in axes[n]} for n in names),)
+                program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=opset,
+                                            dynamic_shapes=shapes, input_names=names,
+                                            output_names=outputs, verbose=False)
+                program.save(str(path))
+            else:
+                torch.onnx.export(wrapper, args, str(path), dynamo=False, opset_version=opset,
+                                  input_names=names, output_names=outputs,
+                                  dynamic_axes={n: axes[n] for n in names + outputs
+                                                if n in axes} | {
+                                      "output": {seq_axis: "seq", batch_axis: "batch"},
+                                      "h_n": {1: "batch"}, "c_n": {1: "batch"}})
+    except Exception as exc:
+        root = _root_cause(exc)
+        first = (str(root).strip().splitlines() or [""])[0][:300]
+        raise ExportError(f"{exporter} could not export: {type(root).__name__}: {first}") from None
+    return time.perf_counter() - start
+
+
+def structure(path: Path) -> dict[str, Any]:
+    """What the file is: node count and op types, whether seq and batch stay symbolic."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    g = model.graph
+
+    def dims(values: Any, name: str) -> list:
+        vi = next((v for v in values if v.name == name), None)
+        return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim] if vi else []
+
+    ins, outs = dims(g.input, "input"), dims(g.output, "output")
+    ops = sorted({n.op_type for n in g.node})
+    return {"nodes": len(g.node), "recurrent_ops": [o for o in ops if o in ("RNN", "LSTM", "GRU",
+                                                                           "Scan", "Loop")],
+            "input_dims": ins, "output_dims": outs,
+            # seq and batch symbolic on the way in *and* out (a frozen file keeps the input
+            # symbolic and fixes the output)
+            "dynamic": all(isinstance(d, str) and d for d in ins[:2] + outs[:2])}

@@ -1,0 +1,97 @@
+"""Matrix axes beyond the model: who exported the file, which runtime version, which
+deployment mode. Real torch.onnx, real onnxruntime releases from the package index, real
+OpenVINO."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conformance.cli import main as conformance_main
+from conformance.divergences import load_divergences
+from conformance.matrix import load_matrix, select
+from conformance.runner import execute, prepare_matrix
+from conformance.runtimes import load_runtime, runtime_names
+from conformance.versions import site_for, split_name
+from exporter.errors import ExportError
+
+
+def _cells(rep) -> list[dict]:
+    return json.loads((rep / "report.json").read_text())["cells"]
+
+
+def test_torch_exports_judged_beside_ours(tmp_path):
+    """ours and the TorchScript exporter pass; dynamo's frozen sequence is caught (and only
+    as the reviewed divergence citing pytorch#115092)."""
+    cases = select(load_matrix("smoke"), "i10h20-l1-tanh-uni-sf-h0in--b3s7")
+    prepared = prepare_matrix(cases, tmp_path, exporters=["ours", "torch-dynamo",
+                                                          "torch-legacy"])
+    by = {p.exporter: p for p in prepared}
+    assert set(by) == {"ours", "torch-dynamo", "torch-legacy"}
+    assert len({p.case_id for p in prepared}) == 3            # ids stay unique
+    dyn = by["torch-dynamo"]
+    assert dyn.labels["dynamic"] is False and dyn.labels["output_dims"][0] == 5
+    assert by["torch-legacy"].labels["recurrent_ops"] == ["RNN"]
+    result = execute(prepared, ["ort-cpu"], isolate=False)
+    cells = {c["exporter"]: c for c in result.cells}
+    assert cells["ours"]["status"] == cells["torch-legacy"]["status"] == "pass"
+    frozen = cells["torch-dynamo"]
+    assert frozen["status"] == "xfail" and frozen["observed"] == "fail"
+    assert frozen["divergence"]["id"] == "torch-dynamo-frozen-sequence"
+    assert "115092" in frozen["divergence"]["citation"]
+
+
+def test_a_case_torch_cannot_export_has_its_own_status(tmp_path):
+    cases = select(load_matrix("smoke"), "i10h20-l1-gru-uni-sf-h0zero-seqlens--*")
+    assert len(cases) == 1
+    prepared = prepare_matrix(cases, tmp_path, exporters=["torch-dynamo"])
+    (p,) = prepared
+    assert p.unexported and "export failed" in p.problem
+    (cell,) = execute(prepared, ["ort-cpu"], isolate=False).cells
+    assert cell["observed"] == "unexported" and cell["status"] == "xfail"
+    assert cell["divergence"]["id"] == "torch-dynamo-packed-sequence"
+    # without the reviewed entry, the same cell fails the run: never a silent skip
+    others = [d for d in load_divergences() if d.id != "torch-dynamo-packed-sequence"]
+    result = execute(prepared, ["ort-cpu"], isolate=False, divergences=others)
+    assert result.cells[0]["status"] == "unexported" and result.failed()
+
+
+def test_exporters_flag_is_validated(capsys):
+    assert conformance_main(["run", "--exporters", "ours,torch-nope"]) == 2
+    assert "--exporters takes" in capsys.readouterr().err
+
+
+def test_runtime_versions_are_names_with_a_version():
+    assert split_name("ort-cpu@1.22.1") == ("ort-cpu", "1.22.1")
+    assert runtime_names("ort-cpu@1.22.1,ort-cpu") == ["ort-cpu@1.22.1", "ort-cpu"]
+    for bad in ("ort-node@1.0", "ort-cpu@banana", "nope@1.0"):
+        with pytest.raises(ExportError):
+            runtime_names(bad)
+    assert site_for("ort-cpu@1.22.1").name == "onnxruntime-1.22.1"
+
+
+def test_a_pinned_onnxruntime_is_installed_once_and_recorded(tmp_path, monkeypatch):
+    """Installs onnxruntime 1.22.1 from the package index into a cache of its own."""
+    monkeypatch.setenv("TORCH_RNN_ONNX_CACHE", str(tmp_path / "cache"))
+    cases = select(load_matrix("smoke"), "i10h20-l2-tanh-bi-bf-h0in--b3s7")
+    prepared = prepare_matrix(cases, tmp_path / "work")
+    result = execute(prepared, ["ort-cpu@1.22.1", "ort-cpu"])
+    assert result.runtimes["ort-cpu@1.22.1"]["version"] == "1.22.1"
+    assert result.runtimes["ort-cpu"]["version"] != "1.22.1"
+    assert {c["status"] for c in result.cells} == {"pass"}
+    assert (tmp_path / "cache" / "runtimes" / "onnxruntime-1.22.1" / "onnxruntime").is_dir()
+
+
+def test_openvino_static_shapes_honour_sequence_lens(tmp_path):
+    """The dynamic-shape plugin ignores sequence_lens (a known divergence); reshaped to the
+    case's static shapes, the same file is exact."""
+    if load_runtime("openvino").available() is not None:
+        pytest.skip("OpenVINO not installed")
+    cases = select(load_matrix("smoke"), "*seqlens*")
+    result = execute(prepare_matrix(cases, tmp_path), ["openvino", "openvino-static"])
+    for c in result.cells:
+        if c["runtime"] == "openvino-static":
+            assert c["status"] == "pass", (c["case"], c["message"])
+        elif "lens_full" not in c["case"] and "-scan" not in c["case"]:   # RNN-op files
+            assert c["status"] == "xfail"
+            assert c["divergence"]["id"] == "openvino-sequence-lens-ignored"
