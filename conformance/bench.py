@@ -197,10 +197,102 @@ def environment_line() -> dict:
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
 
 
+def _openvino(model_bytes: bytes, threads: int) -> Any:
+    """OpenVINO's CPU plugin at its f32 hint (as the conformance adapter), `threads` streams of
+    inference threads; None when OpenVINO is not installed."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    model = core.read_model(model_bytes, b"")
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                 "INFERENCE_NUM_THREADS": threads,
+                                                 "NUM_STREAMS": 1})
+    return compiled.create_infer_request()
+
+
+def measure_runtimes(shape: Shape, threads: int, warmup: int, repeats: int,
+                     runtimes: list[str]) -> dict:
+    """Each runtime × lowering on one shape, beside torch: which runtime is fastest."""
+    import torch
+
+    from exporter import RNNSpec, export
+
+    torch.set_num_threads(threads)
+    spec = RNNSpec(shape.I, shape.H, shape.layers, bidirectional=shape.dirs == 2, cell=shape.cell)
+    module = spec.build_module(seed=0)
+    x = np.random.default_rng(0).standard_normal((shape.seq, shape.batch, shape.I), np.float32)
+    h0 = np.zeros((shape.layers * shape.dirs, shape.batch, shape.H), np.float32)
+    feeds = {"input": x, "h_0": h0, **({"c_0": h0} if shape.cell == "lstm" else {})}
+    xt, ht = torch.from_numpy(x), torch.from_numpy(h0)
+    hx = (ht, ht.clone()) if shape.cell == "lstm" else ht
+    with torch.no_grad():
+        torch_s = _median(lambda: module(xt, hx), warmup, repeats)
+    row: dict[str, Any] = {**asdict(shape), "label": shape.label, "threads": threads,
+                           "torch_s": torch_s}
+    for lowering in ("rnn", "scan"):
+        model = export(module, lowering=lowering).SerializeToString()
+        for rt in runtimes:
+            if rt == "ort-cpu":
+                sess = _session(model, threads)
+                fn = lambda sess=sess: sess.run(None, feeds)  # noqa: E731
+            elif rt == "openvino":
+                req = _openvino(model, threads)
+                if req is None:
+                    continue
+                fn = lambda req=req: req.infer(feeds)  # noqa: E731
+            else:
+                raise ValueError(f"bench runtimes: ort-cpu, openvino; got {rt}")
+            row[f"{rt}/{lowering}_over_torch"] = _median(fn, warmup, repeats) / torch_s
+    return row
+
+
+def streaming(threads: int, warmup: int, repeats: int, cell: str = "rnn",
+              steps: int = 100) -> dict:
+    """Batch 1, one step per call with the state fed back (keyword spotting, online models):
+    the median per-call latency of onnxruntime (each lowering) and of torch eager."""
+    import torch
+
+    from exporter import RNNSpec, export
+
+    torch.set_num_threads(threads)
+    spec = RNNSpec(64, 128, cell=cell)
+    module = spec.build_module(seed=0)
+    xs = np.random.default_rng(0).standard_normal((steps, 1, 1, 64), np.float32)
+    lstm = cell == "lstm"
+
+    def torch_stream() -> None:
+        h = (torch.zeros(1, 1, 128), torch.zeros(1, 1, 128)) if lstm else torch.zeros(1, 1, 128)
+        with torch.no_grad():
+            for x in xs:
+                _, h = module(torch.from_numpy(x), h)
+
+    row: dict[str, Any] = {"cell": cell, "threads": threads, "steps": steps,
+                           "torch_call_s": _median(torch_stream, warmup, repeats) / steps}
+    for lowering in ("rnn", "scan"):
+        sess = _session(export(module, lowering=lowering).SerializeToString(), threads)
+        names = [o.name for o in sess.get_outputs()]
+
+        def ort_stream(sess: Any = sess, names: list = names) -> None:
+            state = {"h_0": np.zeros((1, 1, 128), np.float32)}
+            if lstm:
+                state["c_0"] = np.zeros((1, 1, 128), np.float32)
+            for x in xs:
+                out = dict(zip(names, sess.run(names, {"input": x, **state})))
+                state = {"h_0": out["h_n"], **({"c_0": out["c_n"]} if lstm else {})}
+
+        row[f"{lowering}_call_s"] = _median(ort_stream, warmup, repeats) / steps
+        row[f"{lowering}_over_torch"] = row[f"{lowering}_call_s"] / row["torch_call_s"]
+    return row
+
+
 def run_bench(grid: dict[str, list[Shape]], threads: list[int], warmup: int, repeats: int,
-              export_seqs: list[int], legacy: bool, progress: Callable[[str], None]) -> dict:
+              export_seqs: list[int], legacy: bool, progress: Callable[[str], None],
+              runtimes: list[str] | None = None) -> dict:
     result: dict[str, Any] = {"environment": environment_line(), "warmup": warmup,
-                              "repeats": repeats, "sgemm_flops": {}, "rows": {}}
+                              "repeats": repeats, "sgemm_flops": {}, "rows": {},
+                              "runtimes": [], "streaming": []}
     for t in threads:
         rate = sgemm_rate(t)
         result["sgemm_flops"][str(t)] = rate
@@ -210,6 +302,18 @@ def run_bench(grid: dict[str, list[Shape]], threads: list[int], warmup: int, rep
                 result["rows"].setdefault(part, []).append(row)
                 progress(f"{t} thread(s) {shape.label}: torch {row['torch_s'] * 1e3:.3f} ms, "
                          f"rnn {row['rnn_over_torch']:.2f}x, scan {row['scan_over_torch']:.2f}x")
+        if runtimes:
+            for shape in grid.get("targets", []):
+                row = measure_runtimes(shape, t, warmup, repeats, runtimes)
+                result["runtimes"].append(row)
+                progress(f"{t} thread(s) {shape.label} by runtime: " + ", ".join(
+                    f"{k.removesuffix('_over_torch')} {v:.2f}x" for k, v in row.items()
+                    if k.endswith("_over_torch")))
+        for cell in ("rnn", "lstm", "gru"):
+            row = streaming(t, warmup, max(3, repeats // 4), cell)
+            result["streaming"].append(row)
+            progress(f"{t} thread(s) streaming {cell}: torch {row['torch_call_s'] * 1e6:.1f} us/step,"
+                     f" rnn {row['rnn_over_torch']:.2f}x, scan {row['scan_over_torch']:.2f}x")
     result["export"] = torch_export_times(export_seqs, legacy) if export_seqs else []
     return result
 

@@ -104,6 +104,28 @@ def markdown(result: dict, command: str, image_prefix: str = "") -> str:
             legacy = f"{r['torch_legacy_s']:.2f}" if "torch_legacy_s" in r else "–"
             lines.append(f"| {r['seq']} | {r['ours_s'] * 1e3:.1f} | {r['torch_dynamo_s']:.2f} "
                          f"({r['torch_dynamo_nodes']}) | {legacy} |")
+    if result.get("runtimes"):
+        keys = [k for k in result["runtimes"][0] if k.endswith("_over_torch")]
+        lines += ["", "Which runtime and lowering is fastest (time / torch eager; OpenVINO at its "
+                      "f32 hint, one stream of `threads` threads; **bold** = fastest):", "",
+                  "| cell | shape (I, H, layers, dirs, batch, seq) | threads | "
+                  + " | ".join(k.removesuffix("_over_torch") for k in keys) + " |",
+                  "|---|---|---|" + "---|" * len(keys)]
+        for r in result["runtimes"]:
+            best = min(r[k] for k in keys)
+            cells = [f"**{r[k]:.2f}**" if r[k] == best else f"{r[k]:.2f}" for k in keys]
+            lines.append(f"| {r.get('cell', 'rnn')} | {r['I']}, {r['H']}, {r['layers']}, "
+                         f"{r['dirs']}, {r['batch']}, {r['seq']} | {r['threads']} | "
+                         + " | ".join(cells) + " |")
+    if result.get("streaming"):
+        lines += ["", "Streaming: batch 1, one step per call with the state fed back "
+                      "(I=64, H=128), median per-call latency:", "",
+                  "| cell | threads | torch µs/step | rnn-op µs (×torch) | scan µs (×torch) |",
+                  "|---|---|---|---|---|"]
+        for r in result["streaming"]:
+            lines.append(f"| {r['cell']} | {r['threads']} | {r['torch_call_s'] * 1e6:.1f} | "
+                         f"{r['rnn_call_s'] * 1e6:.1f} ({r['rnn_over_torch']:.2f}) | "
+                         f"{r['scan_call_s'] * 1e6:.1f} ({r['scan_over_torch']:.2f}) |")
     lines += ["", f"![ratio to torch]({image_prefix}ratio_to_torch.png)",
               f"![latency vs sequence length]({image_prefix}latency_vs_seq.png)"]
     return "\n".join(lines) + "\n"

@@ -148,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
                                        "JSON, PNG plots and a Markdown table.")
     bench.add_argument("--smoke", action="store_true", help="a tiny grid, for CI")
     bench.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
+    bench.add_argument("--runtimes", default="ort-cpu,openvino", metavar="A,B",
+                       help="runtimes compared on the target shapes, each lowering: ort-cpu, "
+                            "openvino (default ort-cpu,openvino; '' to skip)")
     bench.add_argument("--warmup", type=int, default=5,
                        help="untimed runs before each measurement (default 5)")
     bench.add_argument("--repeats", type=int, default=20, help="timed runs per number (default 20)")
@@ -175,7 +178,7 @@ def _installed() -> list[str]:
 
     found = []
     for name in REGISTRY:
-        if name == "ort-cuda-tf32":
+        if name in ("ort-cuda-tf32", "openvino-static"):   # settings of ort-cuda / openvino
             continue
         try:
             runtime = load_runtime(name)
@@ -431,9 +434,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if not threads or args.repeats < 1 or args.warmup < 0:
         raise ExportError("--threads needs a value, --repeats ≥ 1 and --warmup ≥ 0")
     args.out.mkdir(parents=True, exist_ok=True)
+    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    if set(runtimes) - {"ort-cpu", "openvino"}:
+        raise ExportError(f"bench --runtimes takes ort-cpu and openvino, got {args.runtimes!r}")
     result = bench.run_bench(bench.SMOKE if args.smoke else bench.GRID, threads, args.warmup,
                              args.repeats, _ints(args.export_seqs, "--export-seqs"),
-                             not args.no_legacy, print)
+                             not args.no_legacy, print, runtimes)
     bench.write_json(result, args.out / "bench.json")
     bench_report.write_plots(result, args.out)
     command = f"python -m conformance bench{' --smoke' if args.smoke else ''} --threads {args.threads}"

@@ -18,6 +18,8 @@ GRU node:
     rnn-sequence-lens       a recurrent node fed a sequence_lens input
     rnn-no-initial-h        a recurrent node without an initial_h input (zero initial state)
     scan                    a Scan node
+    scan-rnn-body           a Scan whose body is only MatMul, Add, Tanh/Relu and Identity: an
+                            unmasked nn.RNN step (no gates, no sequence_lens masking)
     negative-step-slice     a Slice whose steps are a constant with a negative entry
 Input features (from the feeds of one case):
     padded                  a sequence_lens feed with a length below the sequence length
@@ -46,7 +48,7 @@ __all__ = ["model_features", "feed_features", "case_features", "FEATURES"]
 FEATURES = frozenset({
     "rnn-op", "lstm-op", "gru-op", "rnn-bidirectional", "rnn-unidirectional", "rnn-activation-relu",
     "rnn-activation-not-tanh", "rnn-layout1", "rnn-sequence-lens", "rnn-no-initial-h", "scan",
-    "negative-step-slice", "padded", "batch1-seq1", "fixed-size-mismatch", "frozen-output-size", "lstm-proj-size"})
+    "negative-step-slice", "scan-rnn-body", "padded", "batch1-seq1", "fixed-size-mismatch", "frozen-output-size", "lstm-proj-size"})
 
 _RNN_SEQUENCE_LENS, _RNN_INITIAL_H = 4, 5   # input positions of the ONNX RNN op
 
@@ -105,6 +107,10 @@ def graph_features(model: onnx.ModelProto) -> frozenset[str]:
             feats |= _rnn_features(node)
         elif node.op_type == "Scan":
             feats.add("scan")
+            body = next((a.g for a in node.attribute if a.name == "body"), None)
+            ops = {n.op_type for n in body.node} if body is not None else set()
+            if ops & {"Tanh", "Relu"} and ops <= {"MatMul", "Add", "Tanh", "Relu", "Identity"}:
+                feats.add("scan-rnn-body")
         elif node.op_type == "Slice" and _input(node, 4) in consts \
                 and (consts[_input(node, 4)] < 0).any():
             feats.add("negative-step-slice")

@@ -95,3 +95,21 @@ def test_openvino_static_shapes_honour_sequence_lens(tmp_path):
         elif "lens_full" not in c["case"] and "-scan" not in c["case"]:   # RNN-op files
             assert c["status"] == "xfail"
             assert c["divergence"]["id"] == "openvino-sequence-lens-ignored"
+
+
+def test_openvino_static_scan_rnn_body_is_a_known_divergence_lstm_scan_is_exact(tmp_path):
+    """With static shapes OpenVINO mis-computes the nn.RNN scan body (found by this runner);
+    the LSTM/GRU bodies, whose outputs carry several tensor names there, are exact."""
+    if load_runtime("openvino").available() is not None:
+        pytest.skip("OpenVINO not installed")
+    cases = (select(load_matrix("smoke"), "i10h20-l1-tanh-uni-sf-h0in-scan--b3s20")
+             + select(load_matrix("smoke"), "i10h20-l2-lstm-bi-sf-h0in-scan--b3s7")
+             + select(load_matrix("smoke"), "i10h20-l2-gru-bi-bf-h0in-scan--b3s7"))
+    assert len(cases) == 3
+    cells = {c["case"]: c for c in execute(prepare_matrix(cases, tmp_path),
+                                           ["openvino-static"]).cells}
+    rnn = cells["i10h20-l1-tanh-uni-sf-h0in-scan--b3s20"]
+    assert rnn["status"] == "xfail" and rnn["observed"] == "fail"
+    assert rnn["divergence"]["id"] == "openvino-static-scan-rnn-body"
+    for case in ("i10h20-l2-lstm-bi-sf-h0in-scan--b3s7", "i10h20-l2-gru-bi-bf-h0in-scan--b3s7"):
+        assert cells[case]["status"] == "pass", cells[case]["message"]

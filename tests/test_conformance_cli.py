@@ -140,7 +140,7 @@ def test_vectors_round_trip_and_replay(tmp_path):
 
 def test_bench_smoke_writes_json_plots_and_table(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- perf:begin -->\nold\n<!-- perf:end -->\ntail\n")
+    readme.write_text("# x\n<!-- perf:begin -->\nOLD-BLOCK\n<!-- perf:end -->\ntail\n")
     r = conformance("bench", "--smoke", "--threads", "1", "--repeats", "2", "--warmup", "1",
                     "--export-seqs", "", "--out", "perf", "--readme", "README.md", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -150,8 +150,14 @@ def test_bench_smoke_writes_json_plots_and_table(tmp_path):
                 "scan_over_torch", "export_rnn_s", "export_scan_s", "threads"):
         assert key in row
     assert result["sgemm_flops"]["1"] > 0
+    assert {r["cell"] for r in result["streaming"]} == {"rnn", "lstm", "gru"}
+    assert all(r["rnn_call_s"] > 0 and r["torch_call_s"] > 0 for r in result["streaming"])
+    assert {r["cell"] for r in result["runtimes"]} == {"rnn", "lstm", "gru"}
+    assert "ort-cpu/scan_over_torch" in result["runtimes"][0]
     for png in ("ratio_to_torch.png", "latency_vs_seq.png"):
         assert (tmp_path / "perf" / png).read_bytes()[:4] == b"\x89PNG"
     text = readme.read_text()
-    assert "old" not in text and "| shape (I, H, layers" in text and text.endswith("tail\n")
+    assert "OLD-BLOCK" not in text and "| cell | shape (I, H, layers" in text
+    assert text.endswith("tail\n")
+    assert "Streaming: batch 1" in text and "Which runtime and lowering is fastest" in text
     assert "perf/ratio_to_torch.png" in text
