@@ -1,7 +1,6 @@
 """Plots and Markdown for `python -m conformance bench` (regenerated, never typed)."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 __all__ = ["write_plots", "markdown", "update_readme"]
@@ -132,8 +131,6 @@ def markdown(result: dict, command: str, image_prefix: str = "") -> str:
 
 
 def update_readme(readme: Path, block: str) -> None:
-    text = readme.read_text()
-    pattern = re.compile(re.escape(README_BEGIN) + ".*?" + re.escape(README_END), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"{readme} has no {README_BEGIN} … {README_END} block")
-    readme.write_text(pattern.sub(lambda _: f"{README_BEGIN}\n{block}{README_END}", text))
+    from .support import replace_block
+
+    replace_block(readme, README_BEGIN, README_END, block)

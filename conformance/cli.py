@@ -273,7 +273,7 @@ def _length_patterns(text: str) -> list[str]:
     return patterns
 
 
-def _file_config(model: "onnx.ModelProto", args: argparse.Namespace
+def _file_config(model: Any, args: argparse.Namespace
                  ) -> tuple[dict[str, Any], int | None]:
     """What a file this exporter wrote says about itself (metadata_props): the nn.RNN
     arguments and, for random weights, their seed. Flags that disagree are a usage error."""
@@ -364,10 +364,10 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
 
 
 def _cmd_support(args: argparse.Namespace) -> int:
-    from .report import _atomic_write
+    from exporter.files import atomic_write
+
     from .support import load_reports, support_markdown
 
-    args.runtimes_run = False
     if args.reports:
         missing = [str(p) for p in args.reports if not p.is_file()]
         if missing:
@@ -375,18 +375,15 @@ def _cmd_support(args: argparse.Namespace) -> int:
         rc = 0
     else:
         args.select, args.shard, args.vectors = None, None, None
-        args.runtimes_run = True
         rc = _cmd_run(args)
         args.reports = [args.report_dir / "report.json"]
-        command = (f"python -m conformance support --matrix {args.matrix} "
-                   f"--runtimes {args.runtimes}")
     cells, reports = load_reports(args.reports)
-    if not args.runtimes_run:    # built from reports: say how to rebuild it from scratch
-        matrices = sorted({str(r.get("matrix")) for r in reports})
-        runtimes = ",".join(dict.fromkeys(rt for r in reports for rt in r["runtimes"]))
-        command = (f"python -m conformance support --matrix {'/'.join(matrices)} "
-                   f"--runtimes {runtimes}" + (f"   # merged from {len(reports)} reports"
-                                               if len(reports) > 1 else ""))
+    # how to rebuild the table from scratch, read off the reports it was built from
+    matrices = sorted({str(r.get("matrix")) for r in reports})
+    runtimes = ",".join(dict.fromkeys(rt for r in reports for rt in r["runtimes"]))
+    command = (f"python -m conformance support --matrix {'/'.join(matrices)} "
+               f"--runtimes {runtimes}" + (f"   # merged from {len(reports)} reports"
+                                           if len(reports) > 1 else ""))
     missing = sorted({rt for r in reports for rt, info in r["runtimes"].items()
                       if not info.get("available")})
     if missing and not args.allow_unavailable:
@@ -394,13 +391,14 @@ def _cmd_support(args: argparse.Namespace) -> int:
               "them, drop them from --runtimes, or pass --allow-unavailable)")
         return 1
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(args.output, support_markdown(cells, reports, command).encode())
+    atomic_write(args.output, support_markdown(cells, reports, command).encode())
     print(f"wrote {args.output}")
     return rc
 
 
 def _cmd_exporters(args: argparse.Namespace) -> int:
-    from .report import _atomic_write
+    from exporter.files import atomic_write
+
     from .support import exporters_markdown, load_reports, replace_block
 
     args.select, args.shard, args.vectors = None, None, None
@@ -410,7 +408,7 @@ def _cmd_exporters(args: argparse.Namespace) -> int:
     command = f"python -m conformance exporters --matrix {args.matrix} --runtimes {args.runtimes}"
     md = exporters_markdown(cells, reports, command)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(args.output, ("# Is torch.onnx's file right?\n\n" + md).encode())
+    atomic_write(args.output, ("# Is torch.onnx's file right?\n\n" + md).encode())
     if args.readme:
         replace_block(args.readme, "<!-- exporters:begin -->", "<!-- exporters:end -->", md)
     print(f"wrote {args.output}")

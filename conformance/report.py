@@ -41,10 +41,6 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    atomic_write(path, data)
-
-
 def _fmt(x: float | str | None) -> str:
     return "–" if x is None else f"{float(x):.1e}"
 
@@ -223,7 +219,7 @@ def write_reports(report: dict, directory: Path, heatmap: bool = True) -> list[P
              "junit.xml": _junit(report), "report.md": _markdown(report).encode()}
     written = []
     for name, data in files.items():
-        _atomic_write(directory / name, data)
+        atomic_write(directory / name, data)
         written.append(directory / name)
     if heatmap:   # a unique temp name (O_EXCL): a planted symlink is never followed
         written.append(atomic_write(directory / "heatmap.png",

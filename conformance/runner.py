@@ -130,53 +130,78 @@ def _config_features(model_case: ModelCase) -> frozenset[str]:
     return frozenset(feats)
 
 
-def _prepare_torch(model_case: ModelCase, group: list[Case], module: Any, exporter: str,
-                   workdir: Path, done: set[str]) -> list[Prepared]:
-    """The same cases, exported by torch.onnx (exporters.py) instead of this project."""
-    from .exporters import structure, torch_export
+# (case, feeds, torch float32, torch float64): one model group's inputs and answers, computed
+# once and shared by every exporter of that model
+Truths = list[tuple[Case, dict, dict, dict]]
 
+
+def _truths(group: list[Case], module: Any) -> Truths:
+    out = []
+    for case in group:
+        feeds = make_feeds(case.model.spec, case.inputs.batch, case.inputs.seq,
+                           case.model.initial_state == "input", case.seed, case.inputs.lengths)
+        out.append((case, feeds, *torch_truth(module, feeds)))
+    return out
+
+
+def _export_ours(model_case: ModelCase, module: Any, workdir: Path,
+                 with_structure: bool) -> tuple[Path, str, dict]:
+    """(path, problem, labels) of this project's export of one model."""
+    path = workdir / model_case.id / "model.onnx"
+    labels: dict[str, Any] = {"exporter": "ours"}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        model = export(module, **model_case.export_options())
+        labels["export_s"] = round(time.perf_counter() - start, 4)
+        save_atomic(model, path)
+        if with_structure:   # the exporters axis compares structure too
+            from .exporters import structure
+            labels.update(structure(path))
+    except Exception as exc:  # an exporter bug must show as error cells, not stop the run
+        return path, f"export failed: {one_line(exc)}", labels
+    return path, "", labels
+
+
+def _torch_model_id(model_case: ModelCase, exporter: str) -> str:
+    """torch.onnx exports the torch module: our lowering, layout and opset do not apply, so
+    the id is the rnn-lowering one, and models differing only in those share one export."""
     key = ModelCase(model_case.spec, model_case.initial_state, 17, "transpose",
                     model_case.sequence_lens, "rnn").id
-    model_id = f"{key}@{exporter}"
-    if model_id in done:          # the same torch export as another lowering's group
-        return []
-    done.add(model_id)
+    return f"{key}@{exporter}"
+
+
+def _export_torch(model_case: ModelCase, module: Any, exporter: str, model_id: str,
+                  workdir: Path) -> tuple[Path, str, dict]:
+    """(path, problem, labels) of torch.onnx's export of one model (exporters.py)."""
+    from .exporters import structure, torch_export
+
     path = workdir / model_id / "model.onnx"
     path.parent.mkdir(parents=True, exist_ok=True)
-    problem, labels = "", {"exporter": exporter}
+    labels: dict[str, Any] = {"exporter": exporter, "lowering": None}
     try:
         labels["export_s"] = round(torch_export(exporter, module, model_case.spec,
                                                 model_case.initial_state == "input",
                                                 model_case.sequence_lens, path), 3)
         labels.update(structure(path))
     except Exception as exc:      # the exporter's failure is this case's verdict
-        problem = f"export failed: {one_line(exc)}"
-    prepared = []
-    for case in group:
-        feeds = make_feeds(case.model.spec, case.inputs.batch, case.inputs.seq,
-                           case.model.initial_state == "input", case.seed, case.inputs.lengths)
-        f32, f64 = torch_truth(module, feeds)
-        prepared.append(Prepared(f"{model_id}--{case.inputs.id}", model_id, str(path), feeds,
-                                 f32, f64, {**_labels(case), "lowering": None, **labels},
-                                 problem, exporter, bool(problem),
-                                 _config_features(model_case)))
-    return prepared
+        return path, f"export failed: {one_line(exc)}", labels
+    return path, "", labels
 
 
-def _torch_eligible(model_case: Any) -> bool:
+def _torch_eligible(model_case: ModelCase) -> bool:
     """torch.onnx exports the torch module: no lowering, layout or opset of ours to vary."""
-    return (isinstance(model_case, ModelCase) and model_case.batch_layout == "transpose"
-            and model_case.opset == 17)
+    return model_case.batch_layout == "transpose" and model_case.opset == 17
 
 
 def prepare_matrix(cases: list[Case], workdir: Path,
                    on_case: Callable[[int], None] | None = None,
                    exporters: Iterable[str] = ("ours",)) -> list[Prepared]:
     """Export every model once per exporter (seeded from its id) and compute torch's answers
-    per case; `on_case(n)` is told each time n more cases are ready."""
+    per case, once for all exporters; `on_case(n)` is told each time n more cases are ready."""
     exporters = list(exporters)
     prepared: list[Prepared] = []
-    torch_done: set[str] = set()
+    torch_done: set[str] = set()   # torch exports shared by models differing only in ours' options
     for model_case, group in itertools.groupby(sorted(cases, key=lambda c: c.id),
                                                key=lambda c: c.model):
         group = list(group)
@@ -188,38 +213,30 @@ def prepare_matrix(cases: list[Case], workdir: Path,
                     on_case(len(more))
             continue
         module = model_case.spec.build_module(seed=model_case.seed)
+        truths: Truths | None = None
         for exporter in exporters:
-            if exporter != "ours":
-                if _torch_eligible(model_case):
-                    more = _prepare_torch(model_case, group, module, exporter, workdir,
-                                          torch_done)
-                    prepared += more
-                    if on_case:
-                        on_case(len(more))
+            if exporter == "ours":
+                path, problem, labels = _export_ours(model_case, module, workdir,
+                                                     len(exporters) > 1)
+                model_id, unexported, config = model_case.id, False, frozenset()
+            elif not _torch_eligible(model_case):
                 continue
-            path = workdir / model_case.id / "model.onnx"
-            problem, structure_labels = "", {}
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                start = time.perf_counter()
-                model = export(module, **model_case.export_options())
-                structure_labels["export_s"] = round(time.perf_counter() - start, 4)
-                save_atomic(model, path)
-                if len(exporters) > 1:   # the exporters axis compares structure too
-                    from .exporters import structure
-                    structure_labels.update(structure(path))
-            except Exception as exc:  # an exporter bug must show as error cells, not stop the run
-                problem = f"export failed: {one_line(exc)}"
-            for case in group:
-                feeds = make_feeds(case.model.spec, case.inputs.batch, case.inputs.seq,
-                                   case.model.initial_state == "input", case.seed,
-                                   case.inputs.lengths)
-                f32, f64 = torch_truth(module, feeds)
-                prepared.append(Prepared(case.id, model_case.id, str(path), feeds, f32, f64,
-                                         {**_labels(case), "exporter": "ours",
-                                          **structure_labels}, problem))
-                if on_case:
-                    on_case(1)
+            else:
+                model_id = _torch_model_id(model_case, exporter)
+                if model_id in torch_done:
+                    continue
+                torch_done.add(model_id)
+                path, problem, labels = _export_torch(model_case, module, exporter, model_id,
+                                                      workdir)
+                unexported, config = bool(problem), _config_features(model_case)
+            truths = truths if truths is not None else _truths(group, module)
+            for case, feeds, f32, f64 in truths:
+                case_id = case.id if exporter == "ours" else f"{model_id}--{case.inputs.id}"
+                prepared.append(Prepared(case_id, model_id, str(path), feeds, f32, f64,
+                                         {**_labels(case), **labels}, problem, exporter,
+                                         unexported, config))
+            if on_case:
+                on_case(len(truths))
     return prepared
 
 
