@@ -44,6 +44,9 @@ def write_plots(result: dict, out: Path) -> list[Path]:
         ax.bar([x + 0.2 for x in xs], [r["scan_over_torch"] for r in targets], 0.4, label="scan lowering")
         ax.scatter(list(xs), [r["target_s"] / r["torch_s"] for r in targets], marker="_", s=600,
                    color="black", label="target: max(0.5, 1.25·SGEMM floor) / torch")
+        ax.scatter(list(xs), [r["best"]["s"] / r["torch_s"] for r in targets], marker="o", s=18,
+                   color="red", zorder=3,
+                   label="best setting (either lowering, all threads or one)")
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.set_xticks(list(xs), labels, fontsize=6, rotation=90)
         ax.set(ylabel="ORT time / torch eager time", title="onnxruntime CPU relative to torch eager (lower is faster)")
@@ -60,28 +63,58 @@ def _ms(s: float) -> str:
     return f"{s * 1e3:.3f}"
 
 
+def _shape(r: dict) -> str:
+    return f"{r['I']}, {r['H']}, {r['layers']}, {r['dirs']}, {r['batch']}, {r['seq']}"
+
+
+def _setting(r: dict) -> str:
+    """The fastest lowering and onnxruntime thread count of a row, e.g. 'scan, 1 thread'."""
+    best = r["best"]
+    n = best["intra_op_threads"]
+    name = "rnn-op" if best["lowering"] == "rnn" else best["lowering"]
+    return f"{name}, {n} thread{'s' if n > 1 else ''}"
+
+
 def markdown(result: dict, command: str, image_prefix: str = "") -> str:
     env = result["environment"]
     rates = ", ".join(f"{float(v) / 1e9:.0f} GFLOP/s at {k} thread(s)"
                       for k, v in result["sgemm_flops"].items())
     lines = [f"Measured by `{command}` on {env['cpu']} ({env['machine']}), python {env['python']}, "
-             f"torch {env['torch']}, onnxruntime {env['onnxruntime']}; median of "
-             f"{result['repeats']} runs after {result['warmup']} warm-up runs; SGEMM rate "
-             f"{rates}. Ratios are onnxruntime time / torch eager time, measured side by side "
-             "in one process (below 1: faster than torch).", "",
+             f"torch {env['torch']}, onnxruntime {env['onnxruntime']}; each number the lowest of "
+             f"{result.get('rounds', 1)} round(s)' medians of {result['repeats']} runs after "
+             f"{result['warmup']} warm-up runs, each runner timed in a block of its own; SGEMM "
+             f"rate {rates}. Ratios are onnxruntime time / torch eager time, measured side by "
+             "side in one process (below 1: faster than torch). *Best setting*: the fastest "
+             "lowering and onnxruntime intra-op thread count (all the row's threads, or one) — "
+             "the thread setting this bench recommends for the shape; the target is "
+             "max(0.5 × torch, 1.25 × the shape's SGEMM floor) and compares against it.", "",
              "| cell | shape (I, H, layers, dirs, batch, seq) | threads | torch ms | "
-             "rnn-op ms (×torch) | scan ms (×torch) | SGEMM floor ms | target ms | best / target "
-             "| rnn glue vs bare RNN node |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"].get("targets", []):
+             "rnn-op ms (×torch) | scan ms (×torch) | best setting | SGEMM floor ms | target ms | "
+             "best / target | rnn glue vs bare RNN node |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    targets = result["rows"].get("targets", [])
+    for r in targets:
         glue = (f"{r['rnn_glue_overhead'] * 100:+.1f}%" if "rnn_glue_overhead" in r
                 else "– (2 layers)" if r.get("cell", "rnn") == "rnn" else "–")
         ok = "✅" if r["best_over_target"] <= 1 else "❌"
-        lines.append(f"| {r.get('cell', 'rnn')} | {r['I']}, {r['H']}, {r['layers']}, {r['dirs']}, "
-                     f"{r['batch']}, {r['seq']} | "
+        lines.append(f"| {r.get('cell', 'rnn')} | {_shape(r)} | "
                      f"{r['threads']} | {_ms(r['torch_s'])} | {_ms(r['rnn_s'])} ({r['rnn_over_torch']:.2f}) | "
-                     f"{_ms(r['scan_s'])} ({r['scan_over_torch']:.2f}) | {_ms(r['floor_s'])} | "
-                     f"{_ms(r['target_s'])} | {ok} {r['best_over_target']:.2f} | {glue} |")
+                     f"{_ms(r['scan_s'])} ({r['scan_over_torch']:.2f}) | {_setting(r)} | "
+                     f"{_ms(r['floor_s'])} | {_ms(r['target_s'])} | {ok} {r['best_over_target']:.2f} | {glue} |")
+    misses = [r for r in targets if "profile" in r]
+    if misses:
+        lines += ["", "Where the time goes in each miss: onnxruntime's profile of the best setting, "
+                      "ms per run (profiling adds a fixed cost per node, so it inflates small "
+                      "nodes: read the shares). *Scan's own*: the Scan's span less its body's nodes.",
+                  "", "| cell | shape | threads | setting | GEMM | recurrent op | elementwise | "
+                      "copies | Scan's own | measured ms | target ms |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in misses:
+            p = r["profile"]
+            parts = " | ".join(f"{p[k]:.2f}" if k in p else "–" for k in
+                               ("gemm", "recurrent op", "elementwise", "copies", "scan"))
+            lines.append(f"| {r.get('cell', 'rnn')} | {_shape(r)} | {r['threads']} | "
+                         f"{_setting(r)} | {parts} | {_ms(r['best']['s'])} | {_ms(r['target_s'])} |")
     for part, title in (("batch_sweep", "Batch sweep"), ("seq_sweep", "Sequence sweep")):
         rows = result["rows"].get(part, [])
         if not rows:
@@ -119,11 +152,14 @@ def markdown(result: dict, command: str, image_prefix: str = "") -> str:
     if result.get("streaming"):
         lines += ["", "Streaming: batch 1, one step per call with the state fed back "
                       "(I=64, H=128), median per-call latency:", "",
-                  "| cell | threads | torch µs/step | rnn-op µs (×torch) | scan µs (×torch) |",
-                  "|---|---|---|---|---|"]
+                  "| cell | threads | torch µs/step | rnn-op µs (×torch) | "
+                  "rnn-op with I/O binding µs (×torch) | scan µs (×torch) |",
+                  "|---|---|---|---|---|---|"]
         for r in result["streaming"]:
             lines.append(f"| {r['cell']} | {r['threads']} | {r['torch_call_s'] * 1e6:.1f} | "
                          f"{r['rnn_call_s'] * 1e6:.1f} ({r['rnn_over_torch']:.2f}) | "
+                         f"{r['rnn_iobinding_call_s'] * 1e6:.1f} "
+                         f"({r['rnn_iobinding_over_torch']:.2f}) | "
                          f"{r['scan_call_s'] * 1e6:.1f} ({r['scan_over_torch']:.2f}) |")
     lines += ["", f"![ratio to torch]({image_prefix}ratio_to_torch.png)",
               f"![latency vs sequence length]({image_prefix}latency_vs_seq.png)"]

@@ -150,8 +150,11 @@ def test_bench_smoke_writes_json_plots_and_table(tmp_path):
                 "scan_over_torch", "export_rnn_s", "export_scan_s", "threads"):
         assert key in row
     assert result["sgemm_flops"]["1"] > 0
+    assert row["best"]["lowering"] in ("rnn", "scan") and row["best"]["intra_op_threads"] == 1
+    assert row["best"]["s"] == min(row["rnn_s"], row["scan_s"])
     assert {r["cell"] for r in result["streaming"]} == {"rnn", "lstm", "gru"}
-    assert all(r["rnn_call_s"] > 0 and r["torch_call_s"] > 0 for r in result["streaming"])
+    assert all(r["rnn_call_s"] > 0 and r["torch_call_s"] > 0 and r["rnn_iobinding_call_s"] > 0
+               for r in result["streaming"])
     assert {r["cell"] for r in result["runtimes"]} == {"rnn", "lstm", "gru"}
     assert "ort-cpu/scan_over_torch" in result["runtimes"][0]
     for png in ("ratio_to_torch.png", "latency_vs_seq.png"):
@@ -160,4 +163,35 @@ def test_bench_smoke_writes_json_plots_and_table(tmp_path):
     assert "OLD-BLOCK" not in text and "| cell | shape (I, H, layers" in text
     assert text.endswith("tail\n")
     assert "Streaming: batch 1" in text and "Which runtime and lowering is fastest" in text
+    assert "| best setting |" in text and "with I/O binding" in text
     assert "perf/ratio_to_torch.png" in text
+
+
+def test_bench_times_each_runner_in_blocks_round_after_round():
+    """Blocks, not alternation (torch's and onnxruntime's spinning threads would tax each
+    other's calls), and every round's block complete: warm-up plus repeats."""
+    from conformance.bench import _timed
+
+    calls: list[str] = []
+    times = _timed({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                   warmup=1, repeats=3, rounds=2)
+    assert calls == ["a"] * 4 + ["b"] * 4 + ["a"] * 4 + ["b"] * 4
+    assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
+
+
+def test_bench_profile_sorts_real_onnxruntime_time_into_categories():
+    """onnxruntime's own profile of both lowerings: the scan lowering's time lands in GEMMs,
+    elementwise gate math, copies and the Scan's own part; the rnn lowering's in the
+    recurrent op. No profile file is left behind."""
+    import tempfile
+
+    from conformance.bench import Shape, _case, profile
+
+    before = set(Path(tempfile.gettempdir()).glob("rnn-bench-profile*"))
+    _, module, feeds, _ = _case(Shape(8, 16, 1, 2, 4, 12, cell="lstm"), 1)
+    scan = profile(export(module, lowering="scan").SerializeToString(), 1, feeds, 1, 3)
+    assert {"gemm", "elementwise", "copies", "scan"} <= set(scan) and "recurrent op" not in scan
+    assert all(v >= 0 for v in scan.values()) and scan["gemm"] > 0
+    rnn = profile(export(module).SerializeToString(), 1, feeds, 1, 3)
+    assert rnn["recurrent op"] > 0 and "scan" not in rnn
+    assert set(Path(tempfile.gettempdir()).glob("rnn-bench-profile*")) == before

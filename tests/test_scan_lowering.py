@@ -60,3 +60,43 @@ def test_scan_refuses_layout_attribute():
                batch_layout="attribute")
     with pytest.raises(ExportError, match="lowering must be one of"):
         export(RNNSpec(2, 3).build_module(), lowering="loop")
+
+
+def _body(model: onnx.ModelProto) -> onnx.GraphProto:
+    scan = next(n for n in model.graph.node if n.op_type == "Scan")
+    return next(a.g for a in scan.attribute if a.name == "body")
+
+
+@pytest.mark.parametrize("cell,groups,acts", [
+    ("lstm", [3, 1], {"Sigmoid": 1, "Tanh": 2}),    # σ(i, o, f) | tanh(c̃), then tanh(c)
+    ("gru", [1, 1, 1], {"Sigmoid": 2, "Tanh": 1}),  # σ(z) | σ(r) | tanh(n)
+])
+def test_scan_gate_groups_one_gemm_each_and_no_split_of_the_step_input(cell, groups, acts):
+    """One hoisted Gemm per gate group, each group's slice a Scan input of its own (the body
+    never splits its input), one activation node per group; the bias rides on a column of
+    ones (no Gemm has a C input, no bias Add outside the Scan)."""
+    H = 6
+    spec = RNNSpec(5, H, cell=cell)
+    model = export(spec.build_module(seed=0), lowering="scan")
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm"]
+    assert len(gemms) == len(groups) and all(len(g.input) == 2 for g in gemms)
+    inits = {i.name: i for i in model.graph.initializer}
+    assert [inits[g.input[1]].dims for g in gemms] == [[k * H, 5 + 1] for k in groups]
+    pad = next(n for n in model.graph.node if n.op_type == "Pad")
+    assert onnx.numpy_helper.to_array(inits[pad.input[2]]) == 1.0
+    body = _body(model)
+    assert len(body.input) == len(spec.cell_info.states) + len(groups)
+    assert [i.type.tensor_type.shape.dim[1].dim_value for i in body.input][-len(groups):] == \
+        [k * H for k in groups]
+    ops = [n.op_type for n in body.node]
+    assert ops.count("MatMul") == len(groups)
+    assert {a: ops.count(a) for a in acts} == acts
+    assert ops.count("Split") == (1 if cell == "lstm" else 0)   # i, o, f out of σ's output
+
+
+def test_scan_without_bias_has_no_ones_column():
+    model = export(RNNSpec(5, 6, bias=False, cell="lstm").build_module(seed=0), lowering="scan")
+    assert "Pad" not in [n.op_type for n in model.graph.node]
+    inits = {i.name: i for i in model.graph.initializer}
+    assert [inits[n.input[1]].dims for n in model.graph.node if n.op_type == "Gemm"] == \
+        [[18, 5], [6, 5]]

@@ -1,22 +1,29 @@
 """The fast lowering: one recurrent module as hoisted input projections plus a Scan over time.
 
-Shared scaffolding (every cell), per layer k and direction d, G gates, S = size of h:
-    x [seq, batch, I_k] → [seq·batch, I_k] · W_dᵀ + hoisted bias_d → xw_d [seq, batch, G·H]
-        one Gemm per direction for every time step at once (the bulk of the FLOPs); the
-        reverse direction is fed flip(x)
+Shared scaffolding (every cell), per layer k, direction d and gate group g (GROUPS below),
+S = size of h:
+    x [seq, batch, I_k] padded with ones → [seq, batch, I_k + 1] → [seq·batch, I_k + 1]
+        · [W_{d,g} ‖ hoisted bias_{d,g}]ᵀ → xw_{d,g} [seq, batch, |g|·H]
+        one Gemm per direction and gate group for every time step at once (the bulk of the
+        FLOPs); the bias rides in the product on a column of ones; the reverse direction is
+        fed flip(x)
     Scan over time, states per direction (h, and c for LSTM); the reverse direction's inputs
     (and its outputs) are flipped in time by a Slice with step −1 around the Scan, rather than
     with Scan's scan_input_directions, which onnx's reference evaluator does not implement
     with sequence_lens: m[t, b] = t < len[b]; every state s ← s + m·(s_new − s), y = m·h
     y_d [seq, batch, S] → Concat over directions → [seq, batch, dirs·S]  (torch's layout)
-Per-cell step bodies (gates in ONNX order, weights packed by weights.py):
+Per-cell step bodies (gates in ONNX order, weights packed by weights.py); each gate group is
+one act(xw_g + h·R_gᵀ), which onnxruntime runs as one fused Gemm per step:
     RNN   h ← f(xw + h·Rᵀ)
-    LSTM  i, o, f, c̃ = σ, σ, σ, tanh of (xw + h·Rᵀ);  c ← f⊙c + i⊙c̃;  h ← o⊙tanh(c)
+    LSTM  i, o, f = σ(xw_iof + h·R_iofᵀ);  c̃ = tanh(xw_c + h·R_cᵀ);
+          c ← f⊙c + i⊙c̃;  h ← o⊙tanh(c)
           with proj_size: h ← (o⊙tanh(c))·W_hrᵀ  (the ONNX LSTM op cannot express this)
-    GRU   z, r = σ(xw_zr + h·R_zrᵀ);  n = tanh(xw_n + r⊙(h·R_nᵀ + b_hn));  h ← n + z⊙(h − n)
+    GRU   z = σ(xw_z + h·R_zᵀ);  r = σ(xw_r + h·R_rᵀ);  n = tanh(xw_n + r⊙(h·R_nᵀ + b_hn));
+          h ← n + z⊙(h − n)
           only b_ih and the z/r part of b_hh are hoisted: b_hn must stay inside r⊙(…),
           where torch applies the reset gate (cells.py)
 The same graph I/O as the RNN-op lowering (stack.py), so either can stand behind the contract.
+Why each choice, with the numbers: docs/perf/NOTES.md.
 """
 from __future__ import annotations
 
@@ -56,49 +63,78 @@ def _mask(b: GraphBuilder, shape: str, seq_lens: str) -> str:
 
 
 # ------------------------------------------------------------------ per-cell step bodies
-# Each takes the body builder, xw [batch, G·H], the states {"h": [batch, S], "c": [batch, H]}
-# and the direction's weight names; returns the new states.
+# The gate groups: gates (ONNX order) computed by one hoisted Gemm and one Gemm per step each,
+# so that the step never splits its input slice and each activation fuses into its Gemm.
+# Measured (docs/perf/NOTES.md): one group per activation beats one Gemm for all gates.
+GROUPS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "rnn": ((0,),),
+    "lstm": ((0, 1, 2), (3,)),         # σ(i, o, f) | tanh(c̃)
+    "gru": ((0,), (1,), (2,)),         # σ(z) | σ(r) | n, whose r ⊙ (…) must stay in the body
+}
+# Each step takes the body builder, xw (one [batch, |g|·H] slice per group), the states
+# {"h": [batch, S], "c": [batch, H]} and the direction's weight names; returns the new states.
+
 
 def _split(sub: GraphBuilder, t: str, sizes: list[int]) -> list[str]:
     """t [batch, ΣH] → one tensor per size along axis 1."""
+    if len(sizes) == 1:
+        return [t]
     outs = [sub.fresh("part") for _ in sizes]
     return sub.node("Split", [t, sub.const(f"split_{'_'.join(map(str, sizes))}",
                                            np.array(sizes, np.int64))], outs, axis=1)
 
 
-def _rnn_step(sub: GraphBuilder, xw: str, st: dict, wt: dict, spec: RNNSpec) -> dict:
-    # MatMul + Add + activation: onnxruntime fuses the three into one Gemm per step
-    pre = sub.op("Add", [xw, sub.op("MatMul", [st["h"], wt["R_T"]])])
-    return {"h": sub.op(ACTIVATION[spec.nonlinearity], [pre])}
+def _gate(sub: GraphBuilder, acts: list[str], xw: str, h: str, R_T: str, H: int) -> list[str]:
+    """acts[j](xw + h·R_gᵀ) for one gate group [batch, |g|·H], split into its gates [batch, H].
+    With one activation for the whole group, MatMul + Add + activation is what onnxruntime
+    fuses into one Gemm per step; mixed activations split first."""
+    pre = sub.op("Add", [xw, sub.op("MatMul", [h, R_T])])
+    if len(set(acts)) == 1:
+        return _split(sub, sub.op(acts[0], [pre]), [H] * len(acts))
+    return [sub.op(a, [p]) for a, p in zip(acts, _split(sub, pre, [H] * len(acts)))]
 
 
-def _lstm_step(sub: GraphBuilder, xw: str, st: dict, wt: dict, spec: RNNSpec) -> dict:
-    H = spec.hidden_size
-    gates = sub.op("Add", [xw, sub.op("MatMul", [st["h"], wt["R_T"]])])     # [batch, 4H]
-    i, o, f, c_hat = _split(sub, gates, [H] * 4)                           # ONNX order i, o, f, c
-    i, o, f = (sub.op("Sigmoid", [g]) for g in (i, o, f))
-    c = sub.op("Add", [sub.op("Mul", [f, st["c"]]),
-                       sub.op("Mul", [i, sub.op("Tanh", [c_hat])])])       # [batch, H]
-    h = sub.op("Mul", [o, sub.op("Tanh", [c])])                           # [batch, H]
+def _rnn_step(sub: GraphBuilder, xw: list[str], st: dict, wt: dict, spec: RNNSpec) -> dict:
+    (h,) = _gate(sub, [ACTIVATION[spec.nonlinearity]], xw[0], st["h"], wt["R_T"][0],
+                 spec.hidden_size)
+    return {"h": h}
+
+
+_LSTM_ACTS = ("Sigmoid", "Sigmoid", "Sigmoid", "Tanh")     # i, o, f, c̃ (ONNX's defaults)
+
+
+def _lstm_step(sub: GraphBuilder, xw: list[str], st: dict, wt: dict, spec: RNNSpec) -> dict:
+    H, gates = spec.hidden_size, []
+    for g, xw_g, R_T in zip(GROUPS["lstm"], xw, wt["R_T"]):     # ONNX order i, o, f, c̃
+        gates += _gate(sub, [_LSTM_ACTS[j] for j in g], xw_g, st["h"], R_T, H)
+    i, o, f, c_hat = gates
+    c = sub.op("Add", [sub.op("Mul", [f, st["c"]]), sub.op("Mul", [i, c_hat])])   # [batch, H]
+    h = sub.op("Mul", [o, sub.op("Tanh", [c])])                                   # [batch, H]
     if "P_T" in wt:
-        h = sub.op("MatMul", [h, wt["P_T"]])                              # [batch, S]
+        h = sub.op("MatMul", [h, wt["P_T"]])                                      # [batch, S]
     return {"h": h, "c": c}
 
 
-def _gru_step(sub: GraphBuilder, xw: str, st: dict, wt: dict, spec: RNNSpec) -> dict:
-    H = spec.hidden_size
-    xw_zr, xw_n = _split(sub, xw, [2 * H, H])
-    zr = sub.op("Sigmoid", [sub.op("Add", [xw_zr, sub.op("MatMul", [st["h"], wt["R_zr_T"]])])])
-    z, r = _split(sub, zr, [H, H])                                        # ONNX order z, r
-    hn = sub.op("MatMul", [st["h"], wt["R_n_T"]])                         # [batch, H]
+def _gru_step(sub: GraphBuilder, xw: list[str], st: dict, wt: dict, spec: RNNSpec) -> dict:
+    H, gates = spec.hidden_size, []
+    *zr_groups, n_group = GROUPS["gru"]
+    for g, xw_g, R_T in zip(zr_groups, xw, wt["R_T"]):
+        gates += _gate(sub, ["Sigmoid"] * len(g), xw_g, st["h"], R_T, H)
+    z, r = gates                                                          # ONNX order z, r
+    hn = sub.op("MatMul", [st["h"], wt["R_T"][-1]])                       # [batch, H]
     if "b_hn" in wt:
         hn = sub.op("Add", [hn, wt["b_hn"]])
-    n = sub.op("Tanh", [sub.op("Add", [xw_n, sub.op("Mul", [r, hn])])])
+    n = sub.op("Tanh", [sub.op("Add", [xw[-1], sub.op("Mul", [r, hn])])])
     return {"h": sub.op("Add", [n, sub.op("Mul", [z, sub.op("Sub", [st["h"], n])])])}
 
 
 _STEPS: dict[str, Callable[..., dict]] = {"rnn": _rnn_step, "lstm": _lstm_step,
                                           "gru": _gru_step}
+
+
+def _rows(group: tuple[int, ...], H: int) -> np.ndarray:
+    """The rows of a [G·H, ·] weight that belong to a gate group."""
+    return np.concatenate([np.arange(g * H, (g + 1) * H) for g in group])
 
 
 def _hoisted_bias(w: LayerWeights, d: int, spec: RNNSpec) -> np.ndarray | None:
@@ -113,34 +149,31 @@ def _hoisted_bias(w: LayerWeights, d: int, spec: RNNSpec) -> np.ndarray | None:
 
 
 def _direction_weights(b: GraphBuilder, w: LayerWeights, d: int, k: int,
-                       spec: RNNSpec) -> dict[str, str]:
-    """The initializers a direction's step reads (R transposed for h·Rᵀ as a MatMul)."""
+                       spec: RNNSpec) -> dict:
+    """The initializers a direction's step reads: R_gᵀ [S, |g|·H] per gate group (transposed
+    for h·Rᵀ as a MatMul), GRU's b_hn, a projected LSTM's W_hrᵀ."""
     H = spec.hidden_size
-    R_T = np.ascontiguousarray(w.R[d].T)                                  # [S, G·H]
-    if spec.cell == "gru":
-        wt = {"R_zr_T": b.initializer(f"R_zr_T_l{k}_d{d}", R_T[:, :2 * H].copy()),
-              "R_n_T": b.initializer(f"R_n_T_l{k}_d{d}", R_T[:, 2 * H:].copy())}
-        if w.B is not None:
-            GH = w.B.shape[1] // 2
-            wt["b_hn"] = b.initializer(f"b_hn_l{k}_d{d}", w.B[d, GH + 2 * H:].copy())
-        return wt
-    wt = {"R_T": b.initializer(f"RT_l{k}_d{d}", R_T)}
+    wt: dict = {"R_T": [b.initializer(f"RT_l{k}_d{d}_g{j}",
+                                      np.ascontiguousarray(w.R[d][_rows(g, H)].T))
+                        for j, g in enumerate(GROUPS[spec.cell])]}
+    if spec.cell == "gru" and w.B is not None:
+        GH = w.B.shape[1] // 2
+        wt["b_hn"] = b.initializer(f"b_hn_l{k}_d{d}", w.B[d, GH + 2 * H:].copy())
     if w.P is not None:
         wt["P_T"] = b.initializer(f"PT_l{k}_d{d}", np.ascontiguousarray(w.P[d].T))  # [H, S]
     return wt
 
 
-def _body(b: GraphBuilder, spec: RNNSpec, weights: list[dict[str, str]],
-          masked: bool) -> onnx.GraphProto:
+def _body(b: GraphBuilder, spec: RNNSpec, weights: list[dict], masked: bool) -> onnx.GraphProto:
     """Scan body. Inputs: the states of every direction (h_d[, c_d]), then the scan slices
-    xw_d [batch, G·H] (and m_d [batch, 1]). Outputs: the new states, then per-step outputs
-    y_d [batch, S]. Unmasked, y_d is an Identity of the new h: listing a state twice as a
-    graph output is valid ONNX but measured slower on onnxruntime 1.32."""
+    xw_{d,g} [batch, |g|·H] per direction and gate group (and m_d [batch, 1]). Outputs: the new
+    states, then per-step outputs y_d [batch, S]. Unmasked, y_d is an Identity of the new h:
+    listing a state twice as a graph output is valid ONNX but measured slower on onnxruntime."""
     sub = b.child()
-    cell, D = spec.cell_info, len(weights)
+    cell, D, groups = spec.cell_info, len(weights), GROUPS[spec.cell]
     sizes = {"h": spec.state_size, "c": spec.hidden_size}
     st_in = [{s: sub.fresh(f"{s}{d}") for s in cell.states} for d in range(D)]
-    xw = [sub.fresh(f"xw{d}") for d in range(D)]
+    xw = [[sub.fresh(f"xw{d}_g{j}") for j in range(len(groups))] for d in range(D)]
     m = [sub.fresh(f"m{d}") for d in range(D)] if masked else []
     new_states, ys = [], []
     for d in range(D):
@@ -155,9 +188,10 @@ def _body(b: GraphBuilder, spec: RNNSpec, weights: list[dict[str, str]],
 
     def vi(name: str, size: int) -> onnx.ValueInfoProto:
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", size])
-    G_H = cell.gates * spec.hidden_size
+    H = spec.hidden_size
     inputs = ([vi(st_in[d][s], sizes[s]) for d in range(D) for s in cell.states]
-              + [vi(n, G_H) for n in xw] + [vi(n, 1) for n in m])
+              + [vi(n, len(g) * H) for d in range(D) for n, g in zip(xw[d], groups)]
+              + [vi(n, 1) for n in m])
     outputs = ([vi(new_states[d][s], sizes[s]) for d in range(D) for s in cell.states]
                + [vi(n, spec.state_size) for n in ys])
     return helper.make_graph(sub.nodes, sub.fresh("scan_body"), inputs, outputs,
@@ -172,16 +206,32 @@ def _flip(b: GraphBuilder, t: str) -> str:
                           b.const("flip_step", np.array([-1], np.int64))])
 
 
-def _projection(b: GraphBuilder, x2d: str, w: LayerWeights, d: int, k: int, spec: RNNSpec,
-                seq_batch_gh: str) -> str:
-    """xw_d = x·W_dᵀ + hoisted bias for every step at once:
-    x2d [seq·batch, I_k] → Gemm (W_d [G·H, I_k] as stored, transB) → [seq·batch, G·H]
-    → [seq, batch, G·H]."""
-    inputs = [x2d, b.initializer(f"W_l{k}_d{d}", w.W[d])]
-    bias = _hoisted_bias(w, d, spec)
+def _projections(b: GraphBuilder, x2d: str, w: LayerWeights, d: int, k: int, spec: RNNSpec,
+                 edges: dict) -> list[str]:
+    """xw_{d,g} = x·W_{d,g}ᵀ + hoisted bias for every step at once, one per gate group g:
+    x2d [seq·batch, I_k (+1)] → Gemm (W_{d,g} [|g|·H, I_k (+1)], transB) → [seq·batch, |g|·H]
+    → [seq, batch, |g|·H].
+    With a bias, x2d carries a column of ones and W_{d,g} the bias as its last column, so the
+    bias is added inside the product: a Gemm with C (or MatMul + Add) writes the whole
+    projection twice more, a third of its time at I = 32 on onnxruntime (docs/perf/NOTES.md)."""
+    H, W, bias = spec.hidden_size, w.W[d], _hoisted_bias(w, d, spec)      # W [G·H, I_k]
     if bias is not None:
-        inputs.append(b.initializer(f"bias_l{k}_d{d}", bias))
-    return b.op("Reshape", [b.op("Gemm", inputs, transB=1), seq_batch_gh])
+        W = np.concatenate([W, bias[:, None]], axis=1)                    # [G·H, I_k + 1]
+    xws = []
+    for j, g in enumerate(GROUPS[spec.cell]):
+        W_g = b.initializer(f"W_l{k}_d{d}_g{j}", W[_rows(g, H)])
+        xws.append(b.op("Reshape", [b.op("Gemm", [x2d, W_g], transB=1),
+                                    _seq_batch_by(b, edges, len(g) * H)]))
+    return xws
+
+
+def _seq_batch_by(b: GraphBuilder, edges: dict, width: int) -> str:
+    """The shape [seq, batch, width], built once per width."""
+    key = ("seq_batch_by", width)
+    if key not in edges:
+        edges[key] = b.op("Concat", [edges["seq_batch"], b.const(
+            f"width_{width}", np.array([width], np.int64))], axis=0)
+    return edges[key]
 
 
 def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights,
@@ -190,10 +240,15 @@ def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights
     """One layer: x [seq, batch, I_k] → (y [seq, batch, dirs·S], {state: finals per dir}).
     The reverse direction works on time-flipped tensors: it runs forward over flip(x)."""
     D, cell = spec.num_directions, spec.cell_info
-    flat = b.const(f"flat_l{k}", np.array([-1, w.W.shape[2]], np.int64))
-    xs = [x] if D == 1 else [x, _flip(b, x)]                            # [seq, batch, I_k]
-    xws = [_projection(b, b.op("Reshape", [xd, flat]), w, d, k, spec, edges["seq_batch_gh"])
-           for d, xd in enumerate(xs)]                                  # [seq, batch, G·H] each
+    I_k = w.W.shape[2]
+    if w.B is not None:             # the column of ones that carries the bias (_projections)
+        x = b.op("Pad", [x, b.const("pad_one_after", np.array([0, 0, 0, 0, 0, 1], np.int64)),
+                         b.const("one_f", np.array(1.0, np.float32))])   # [seq, batch, I_k + 1]
+        I_k += 1
+    flat = b.const(f"flat_l{k}", np.array([-1, I_k], np.int64))
+    xs = [x] if D == 1 else [x, _flip(b, x)]                            # [seq, batch, I_k (+1)]
+    xws = [_projections(b, b.op("Reshape", [xd, flat]), w, d, k, spec, edges)
+           for d, xd in enumerate(xs)]                   # per direction: [seq, batch, |g|·H] per g
     starts = []                                                         # Scan's state inputs
     for d in range(D):
         for s in cell.states:
@@ -208,7 +263,7 @@ def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights
     finals = {s: [b.fresh(f"{s}T_l{k}_d{d}") for d in range(D)] for s in cell.states}
     ordered = [finals[s][d] for d in range(D) for s in cell.states]
     ys = [y_name] if D == 1 and y_name else [b.fresh(f"y_l{k}_d{d}") for d in range(D)]
-    scan_inputs = xws + (masks[:D] if masks else [])
+    scan_inputs = [t for xw_d in xws for t in xw_d] + (masks[:D] if masks else [])
     b.node("Scan", starts + scan_inputs, ordered + ys, body=body,
            num_scan_inputs=len(scan_inputs))
     if D == 1:
@@ -236,12 +291,9 @@ def lower_rnn_scan(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *
     shape = b.op("Shape", [x])                                  # [seq, batch, I], read once
     seq_batch = b.op("Slice", [shape, b.const("zero_1d", np.array([0], np.int64)),
                                b.const("two", np.array([2], np.int64))])         # [seq, batch]
-    G_H = cell.gates * spec.hidden_size
     sizes = {"h": spec.state_size, "c": spec.hidden_size}
     given = {"h": h0, "c": c0}
-    edges = {"seq_batch_gh": b.op("Concat", [seq_batch, b.const(f"gates_{G_H}",
-                                                                np.array([G_H], np.int64))],
-                                  axis=0),
+    edges = {"seq_batch": seq_batch,
              "zeros": {s: _zeros_state(b, shape, sizes[s], s) for s in cell.states
                        if given[s] is None},
              "masks": None}
