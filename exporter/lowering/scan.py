@@ -27,7 +27,8 @@ Why each choice, with the numbers: docs/perf/NOTES.md.
 """
 from __future__ import annotations
 
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import numpy as np
 import onnx
@@ -66,11 +67,11 @@ def _mask(b: GraphBuilder, shape: str, seq_lens: str) -> str:
 # The gate groups: gates (ONNX order) computed by one hoisted Gemm and one Gemm per step each,
 # so that the step never splits its input slice and each activation fuses into its Gemm.
 # Measured (docs/perf/NOTES.md): one group per activation beats one Gemm for all gates.
-GROUPS: dict[str, tuple[tuple[int, ...], ...]] = {
+GROUPS: Mapping[str, tuple[tuple[int, ...], ...]] = MappingProxyType({
     "rnn": ((0,),),
     "lstm": ((0, 1, 2), (3,)),         # σ(i, o, f) | tanh(c̃)
     "gru": ((0,), (1,), (2,)),         # σ(z) | σ(r) | n, whose r ⊙ (…) must stay in the body
-}
+})
 # Each step takes the body builder, xw (one [batch, |g|·H] slice per group), the states
 # {"h": [batch, S], "c": [batch, H]} and the direction's weight names; returns the new states.
 
@@ -117,8 +118,7 @@ def _lstm_step(sub: GraphBuilder, xw: list[str], st: dict, wt: dict, spec: RNNSp
 
 def _gru_step(sub: GraphBuilder, xw: list[str], st: dict, wt: dict, spec: RNNSpec) -> dict:
     H, gates = spec.hidden_size, []
-    *zr_groups, n_group = GROUPS["gru"]
-    for g, xw_g, R_T in zip(zr_groups, xw, wt["R_T"]):
+    for g, xw_g, R_T in zip(GROUPS["gru"][:-1], xw, wt["R_T"]):       # the last group is n
         gates += _gate(sub, ["Sigmoid"] * len(g), xw_g, st["h"], R_T, H)
     z, r = gates                                                          # ONNX order z, r
     hn = sub.op("MatMul", [st["h"], wt["R_T"][-1]])                       # [batch, H]
