@@ -221,17 +221,8 @@ def _projections(b: GraphBuilder, x2d: str, w: LayerWeights, d: int, k: int, spe
     for j, g in enumerate(GROUPS[spec.cell]):
         W_g = b.initializer(f"W_l{k}_d{d}_g{j}", W[_rows(g, H)])
         xws.append(b.op("Reshape", [b.op("Gemm", [x2d, W_g], transB=1),
-                                    _seq_batch_by(b, edges, len(g) * H)]))
+                                    edges["seq_batch_by"][len(g) * H]]))
     return xws
-
-
-def _seq_batch_by(b: GraphBuilder, edges: dict, width: int) -> str:
-    """The shape [seq, batch, width], built once per width."""
-    key = ("seq_batch_by", width)
-    if key not in edges:
-        edges[key] = b.op("Concat", [edges["seq_batch"], b.const(
-            f"width_{width}", np.array([width], np.int64))], axis=0)
-    return edges[key]
 
 
 def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights,
@@ -293,7 +284,10 @@ def lower_rnn_scan(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *
                                b.const("two", np.array([2], np.int64))])         # [seq, batch]
     sizes = {"h": spec.state_size, "c": spec.hidden_size}
     given = {"h": h0, "c": c0}
-    edges = {"seq_batch": seq_batch,
+    widths = sorted({len(g) * spec.hidden_size for g in GROUPS[spec.cell]})
+    seq_batch_by = {w: b.op("Concat", [seq_batch, b.const(f"width_{w}", np.array([w], np.int64))],
+                            axis=0) for w in widths}            # gate-group width → [seq, batch, w]
+    edges = {"seq_batch_by": seq_batch_by,
              "zeros": {s: _zeros_state(b, shape, sizes[s], s) for s in cell.states
                        if given[s] is None},
              "masks": None}
