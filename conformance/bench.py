@@ -227,6 +227,8 @@ def profile(model_bytes: bytes, threads: int, feeds: dict, warmup: int, runs: in
     absolute numbers, are the finding."""
     import onnx
 
+    from .runtimes.ort import kernel_events
+
     outer = {n.name for n in onnx.load_from_string(model_bytes).graph.node}
     sess = _session(model_bytes, threads, profile=True)
     for _ in range(warmup + runs):
@@ -240,14 +242,13 @@ def profile(model_bytes: bytes, threads: int, feeds: dict, warmup: int, runs: in
     timed_from = starts[warmup] if len(starts) > warmup else 0     # skip the warm-up runs
     total: dict[str, float] = {}
     body = 0.0
-    for e in events:
-        name = e.get("name", "")
-        if e.get("cat") != "Node" or not name.endswith("_kernel_time") or e["ts"] < timed_from:
+    for e in kernel_events(events):
+        if e["ts"] < timed_from:
             continue
         op, ms = e.get("args", {}).get("op_name", ""), e["dur"] / 1e3 / runs
         category = "scan" if op == "Scan" else _CATEGORY.get(op, "copies")
         total[category] = total.get(category, 0.0) + ms
-        if name.removesuffix("_kernel_time") not in outer:
+        if e["name"].removesuffix("_kernel_time") not in outer:
             body += ms
     if "scan" in total:                          # the Scan's span includes its body's nodes
         total["scan"] = max(0.0, total["scan"] - body)

@@ -26,14 +26,14 @@ import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from .base import Runtime
 
-__all__ = ["OrtCpu", "OrtCuda", "OrtCudaTF32", "placement_from_profile", "RECURRENT_OPS",
-           "CPU_FALLBACK_REFUSAL"]
+__all__ = ["OrtCpu", "OrtCuda", "OrtCudaTF32", "kernel_events", "placement_from_profile",
+           "RECURRENT_OPS", "CPU_FALLBACK_REFUSAL"]
 
 _INSTALL_GPU = "pip install onnxruntime-gpu (in place of onnxruntime) on a machine with CUDA"
 # The op types that carry a recurrent model's arithmetic, after onnxruntime's own fusions
@@ -44,15 +44,21 @@ RECURRENT_OPS = frozenset({"RNN", "LSTM", "GRU", "Scan", "MatMul", "Gemm", "Fuse
 CPU_FALLBACK_REFUSAL = "fallback to CPU EP has been explicitly disabled"
 
 
+def kernel_events(events: list[dict]) -> Iterator[dict]:
+    """The events of onnxruntime's profile that time one node's kernel, one per node run
+    (a Scan body's nodes once per time step); their name is the node's + "_kernel_time"."""
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            yield e
+
+
 def placement_from_profile(events: list[dict]) -> dict[str, dict[str, int]]:
     """op type → provider → number of distinct nodes, from onnxruntime's profile events.
 
     A Scan body's nodes appear once per time step: counted once per node name."""
     seen = set()
-    for e in events:
+    for e in kernel_events(events):
         args = e.get("args") or {}
-        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
-            continue
         if "op_name" in args and "provider" in args:
             seen.add((e["name"], args["op_name"], args["provider"]))
     table: dict[str, Counter] = {}
