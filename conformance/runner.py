@@ -340,8 +340,10 @@ def execute(prepared: list[Prepared], runtimes: list[str], *, jobs: int = 1,
     infos = {rt: _describe(rt, factory) for rt in runtimes}
     # Cells are keyed by position, never by case id: ids come from files in replay, and two
     # sets claiming one id must still give two verdicts.
-    groups = [(rt, [(k, p) for k, p in enumerate(prepared) if p.model_path == path])
-              for rt in runtimes for path in dict.fromkeys(p.model_path for p in prepared)]
+    by_path: dict[str, list[tuple[int, Prepared]]] = {}      # one file's cases, in order
+    for k, p in enumerate(prepared):
+        by_path.setdefault(p.model_path, []).append((k, p))
+    groups = [(rt, items) for rt in runtimes for items in by_path.values()]
     pool = _Pool(factory)
     results: dict[tuple[int, str], dict] = {}
 
