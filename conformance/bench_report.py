@@ -151,7 +151,7 @@ def markdown(result: dict, command: str, image_prefix: str = "") -> str:
                          + " | ".join(cells) + " |")
     if result.get("streaming"):
         lines += ["", "Streaming: batch 1, one step per call with the state fed back "
-                      "(I=64, H=128), median per-call latency:", "",
+                      "(I=64, H=128), per-call latency:", "",
                   "| cell | threads | torch µs/step | rnn-op µs (×torch) | "
                   "rnn-op with I/O binding µs (×torch) | scan µs (×torch) |",
                   "|---|---|---|---|---|---|"]
