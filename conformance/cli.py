@@ -192,6 +192,18 @@ def _installed() -> list[str]:
     return found
 
 
+def _report_dir(path: Path) -> None:
+    """The report folder must be a folder we can write (checked before anything runs, so a
+    long run never ends in a traceback over where to put its reports)."""
+    import os
+
+    from exporter.files import real_folder
+
+    real_folder(path)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot write reports into {path}: permission denied")
+
+
 def _runtimes(args: argparse.Namespace) -> list[str]:
     if args.jobs < 1:
         raise ExportError("-j must be at least 1")
@@ -203,8 +215,11 @@ def _runtimes(args: argparse.Namespace) -> list[str]:
     if args.allow_tf32:
         names = ["ort-cuda-tf32" if n == "ort-cuda" else n for n in names]
         args.require = ["ort-cuda-tf32" if r == "ort-cuda" else r for r in required]
-    if args.jobs < 1:
-        raise ExportError("-j must be at least 1")
+    from .versions import ensure_installed
+    for name in names:            # a pinned version: installed, and complete, before any work
+        if "@" in name and ":" not in name:
+            ensure_installed(name)
+    _report_dir(args.report_dir)
     return list(dict.fromkeys(names))
 
 
@@ -240,6 +255,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.shard:
         cases = shard(cases, *args.shard)
     _runtimes(args)  # validate before the slow part
+    if args.vectors:
+        from exporter.files import real_folder
+        real_folder(args.vectors)
     from .exporters import exporter_names
     exporters = exporter_names(getattr(args, "exporters", "ours"))
     with temp_workdir() as tmp:
@@ -309,10 +327,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     import onnx
 
     from .matrix import stable_seed
-    from .truth import make_feeds, module_from_state, torch_truth
+    from .truth import check_case_size, make_feeds, module_from_state, torch_truth
 
     if not args.model.is_file():
         raise ExportError(f"model not found: {args.model}")
+    from exporter.files import external_data_files
+
+    external_data_files(args.model)      # weights kept beside it must stay inside its folder
     try:
         model = onnx.load(str(args.model), load_external_data=False)
     except Exception as exc:
@@ -333,10 +354,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
                               "--checkpoint FILE (e.g. from `exporter export --save-checkpoint`), "
                               "or --seed N for a file exported from random weights")
     spec, state = resolve_rnn(args, config)
+    # the lowering the file *is* (read from its graph, never from its metadata or name), so
+    # the support table counts a scan-lowered file in the scan rows
+    from .features import model_features
+    lowering = "scan" if "scan" in model_features(str(args.model)) else "rnn"
+    inputs = _input_cases(args.inputs)
+    for batch, seq in inputs:
+        check_case_size(spec, batch, seq)
     module = module_from_state(spec, state)
     patterns = _length_patterns(args.lengths) if "sequence_lens" in names else [None]
     prepared = []
-    for (batch, seq), lengths in itertools.product(_input_cases(args.inputs), patterns):
+    for (batch, seq), lengths in itertools.product(inputs, patterns):
         case_id = (f"{args.model.stem}--{spec.id}--b{batch}s{seq}"
                    + (f"-lens_{lengths}" if lengths else ""))
         # Inputs depend on the config and shape only, never on the file's name.
@@ -344,7 +372,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
                            stable_seed(f"{spec.id}--b{batch}s{seq}-{lengths}"), lengths)
         f32, f64 = torch_truth(module, feeds)
         labels = {**spec.config(), "initial_state": "input" if "h_0" in names else "zeros",
-                  "sequence_lens": lengths is not None, "lengths": lengths,
+                  "sequence_lens": lengths is not None, "lengths": lengths, "lowering": lowering,
                   "batch": batch, "seq": seq}
         prepared.append(Prepared(case_id, args.model.stem, str(args.model.resolve()), feeds,
                                  f32, f64, labels))
@@ -354,9 +382,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_vectors(args: argparse.Namespace) -> int:
     from .vectors import write_vectors
 
+    from exporter.files import real_folder
+
     cases = select(load_matrix(args.matrix), args.select)
     if not cases:
         raise ExportError("no cases selected")
+    real_folder(args.output)        # before the slow part
     with temp_workdir() as tmp:
         folders = write_vectors(_prepare(cases, Path(tmp)), args.output)
     print(f"wrote {len(cases)} cases of {len(folders)} models to {args.output}")
@@ -368,10 +399,14 @@ def _cmd_support(args: argparse.Namespace) -> int:
 
     from .support import load_reports, support_markdown
 
+    from exporter.files import check_output
+
+    check_output(args.output)   # before running: a table that cannot be written is a usage error
     if args.reports:
         missing = [str(p) for p in args.reports if not p.is_file()]
         if missing:
             raise ExportError(f"report not found: {', '.join(missing)}")
+        load_reports(args.reports)  # readable reports, checked before anything is written
         rc = 0
     else:
         args.select, args.shard, args.vectors = None, None, None
@@ -390,7 +425,6 @@ def _cmd_support(args: argparse.Namespace) -> int:
         print(f"not writing {args.output}: {', '.join(missing)} unavailable here (install "
               "them, drop them from --runtimes, or pass --allow-unavailable)")
         return 1
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.output, support_markdown(cells, reports, command).encode())
     print(f"wrote {args.output}")
     return rc
@@ -428,16 +462,20 @@ def _ints(text: str, what: str) -> list[int]:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from . import bench, bench_report
 
+    from exporter.files import real_folder
+
     threads = _ints(args.threads, "--threads")
     if not threads or args.repeats < 1 or args.warmup < 0:
         raise ExportError("--threads needs a value, --repeats ≥ 1 and --warmup ≥ 0")
-    args.out.mkdir(parents=True, exist_ok=True)
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     if set(runtimes) - {"ort-cpu", "openvino"}:
         raise ExportError(f"bench --runtimes takes ort-cpu and openvino, got {args.runtimes!r}")
+    export_seqs = _ints(args.export_seqs, "--export-seqs")
+    if args.readme and not args.readme.is_file():
+        raise ExportError(f"--readme {args.readme} is not a file")
+    real_folder(args.out)        # every argument checked before the minutes of measuring
     result = bench.run_bench(bench.SMOKE if args.smoke else bench.GRID, threads, args.warmup,
-                             args.repeats, _ints(args.export_seqs, "--export-seqs"),
-                             not args.no_legacy, print, runtimes)
+                             args.repeats, export_seqs, not args.no_legacy, print, runtimes)
     bench.write_json(result, args.out / "bench.json")
     bench_report.write_plots(result, args.out)
     command = f"python -m conformance bench{' --smoke' if args.smoke else ''} --threads {args.threads}"

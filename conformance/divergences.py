@@ -17,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 from exporter.errors import ExportError
 
 from .features import FEATURES
+from .mistakes import MISTAKES, UNKNOWN
 
 __all__ = ["Divergence", "load_divergences", "match", "STATUS_FOR_KIND", "DIVERGENCES_FILE"]
 
@@ -26,7 +27,7 @@ STATUS_FOR_KIND = {"wrong-result": "fail", "refusal": "unsupported", "crash": "e
                    "export-failure": "unexported"}
 _FIELDS = ("id", "runtime", "versions", "features", "kind", "summary", "repro", "citation",
            "reviewed")
-_OPTIONAL = ("unless", "exporters")
+_OPTIONAL = ("unless", "exporters", "computes")
 
 
 def _globs(value: str | list | tuple) -> tuple[str, ...]:
@@ -51,6 +52,9 @@ class Divergence:
     # whose files it is about (conformance/exporters.py): a runtime's divergence shows on any
     # exporter's file with the features; torch.onnx's own entries name theirs
     exporters: tuple[str, ...] = ("*",)
+    # what the runtime computes instead (conformance/mistakes.py): a wrong result is xfail
+    # only when this mistake explains it exactly; required for wrong-result entries
+    computes: str = ""
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -86,6 +90,12 @@ def _entry(raw: dict, where: str) -> Divergence:
         SpecifierSet(raw["versions"])
     except InvalidSpecifier:
         raise ExportError(f"{where}: bad version specifier {raw['versions']!r}") from None
+    computes = raw.get("computes", "")
+    if "wrong-result" in _globs(raw["kind"]) and computes not in (*MISTAKES, UNKNOWN):
+        raise ExportError(f"{where}: a wrong-result entry says what the runtime computes "
+                          f"instead: computes = one of {', '.join((*MISTAKES, UNKNOWN))}")
+    if computes and "wrong-result" not in _globs(raw["kind"]):
+        raise ExportError(f"{where}: computes applies to wrong-result entries only")
     features = raw["features"]
     unless = raw.get("unless", [])
     if not isinstance(features, list) or not features:

@@ -5,8 +5,9 @@ called the file, and a generated case id is only a name too. So every path (run,
 replay) derives these features from the ONNX graph it is about to run and from the inputs it
 feeds, and divergences.toml entries state the features they cover.
 
-Graph features (any node, subgraphs included). "A recurrent node" is an ONNX RNN, LSTM or
-GRU node:
+Graph features (live nodes only, subgraphs included: a node whose results reach no graph
+output cannot change a result, so a dead node never makes a divergence apply). "A recurrent
+node" is an ONNX RNN, LSTM or GRU node:
     rnn-op                  an ONNX RNN node
     lstm-op                 an ONNX LSTM node
     gru-op                  an ONNX GRU node
@@ -17,6 +18,8 @@ GRU node:
     rnn-layout1             a recurrent node with layout=1 (batch-major)
     rnn-sequence-lens       a recurrent node fed a sequence_lens input
     rnn-no-initial-h        a recurrent node without an initial_h input (zero initial state)
+    rnn-symbolic-batch      a recurrent node whose input's batch dimension is not a fixed
+                            number (per ONNX shape inference; unknown counts as symbolic)
     scan                    a Scan node
     scan-rnn-body           a Scan whose body is only MatMul, Add, Tanh/Relu and Identity: an
                             unmasked nn.RNN step (no gates, no sequence_lens masking)
@@ -47,24 +50,55 @@ __all__ = ["model_features", "feed_features", "case_features", "FEATURES"]
 
 FEATURES = frozenset({
     "rnn-op", "lstm-op", "gru-op", "rnn-bidirectional", "rnn-unidirectional", "rnn-activation-relu",
-    "rnn-activation-not-tanh", "rnn-layout1", "rnn-sequence-lens", "rnn-no-initial-h", "scan",
+    "rnn-activation-not-tanh", "rnn-layout1", "rnn-sequence-lens", "rnn-no-initial-h", "rnn-symbolic-batch", "scan",
     "negative-step-slice", "scan-rnn-body", "padded", "batch1-seq1", "fixed-size-mismatch", "frozen-output-size", "lstm-proj-size"})
 
 _RNN_SEQUENCE_LENS, _RNN_INITIAL_H = 4, 5   # input positions of the ONNX RNN op
 
 
-def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.g
+        yield from attr.graphs
+
+
+def _names_used(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor name a graph's nodes read, its subgraphs' included (outer-scope reads)."""
+    used = set()
     for node in graph.node:
+        used.update(node.input)
+        for g in _subgraphs(node):
+            used |= _names_used(g)
+    return used
+
+
+def _live(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The nodes whose results reach one of the graph's outputs (ONNX keeps nodes in
+    topological order, so one backward pass finds them)."""
+    needed = {o.name for o in graph.output}
+    live = []
+    for node in reversed(graph.node):
+        if needed & set(node.output):
+            live.append(node)
+            needed.update(node.input)
+            for g in _subgraphs(node):
+                needed |= _names_used(g)
+    return live[::-1]
+
+
+def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """The live nodes, and the live nodes of their subgraphs."""
+    for node in _live(graph):
         yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _nodes(attr.g)
-            for g in attr.graphs:
-                yield from _nodes(g)
+        for g in _subgraphs(node):
+            yield from _nodes(g)
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    # weights kept as external data are never a Slice's steps: not read here
+    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer
+             if t.data_location != onnx.TensorProto.EXTERNAL}
     for node in _nodes(graph):
         if node.op_type == "Constant":
             for attr in node.attribute:
@@ -77,7 +111,7 @@ def _input(node: onnx.NodeProto, k: int) -> str:
     return node.input[k] if len(node.input) > k else ""
 
 
-def _rnn_features(node: onnx.NodeProto) -> set[str]:
+def _rnn_features(node: onnx.NodeProto, dims: Mapping[str, tuple]) -> set[str]:
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     direction = attrs.get("direction", b"forward")
     direction = direction.decode() if isinstance(direction, bytes) else direction
@@ -96,15 +130,35 @@ def _rnn_features(node: onnx.NodeProto) -> set[str]:
         feats.add("rnn-sequence-lens")
     if not _input(node, _RNN_INITIAL_H):
         feats.add("rnn-no-initial-h")
+    x = dims.get(node.input[0]) if node.input else None
+    batch_axis = 0 if attrs.get("layout", 0) == 1 else 1   # X: [seq, batch, …] or [batch, seq, …]
+    if x is None or len(x) <= batch_axis or x[batch_axis] is None:
+        feats.add("rnn-symbolic-batch")
     return feats
+
+
+def _inferred_dims(model: onnx.ModelProto) -> dict[str, tuple]:
+    """Tensor name → its dims (an int, or None where not a fixed number), after shape
+    inference; a graph that cannot be inferred keeps only what it declares."""
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:   # a graph onnx cannot infer: its declarations are all there is
+        pass
+    found = {}
+    for vi in (*model.graph.input, *model.graph.value_info, *model.graph.output):
+        if vi.type.tensor_type.HasField("shape"):
+            found[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                   for d in vi.type.tensor_type.shape.dim)
+    return found
 
 
 def graph_features(model: onnx.ModelProto) -> frozenset[str]:
     consts = _constants(model.graph)
+    dims = _inferred_dims(model)
     feats: set[str] = set()
     for node in _nodes(model.graph):
         if node.op_type in ("RNN", "LSTM", "GRU"):
-            feats |= _rnn_features(node)
+            feats |= _rnn_features(node, dims)
         elif node.op_type == "Scan":
             feats.add("scan")
             body = next((a.g for a in node.attribute if a.name == "body"), None)

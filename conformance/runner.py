@@ -18,9 +18,10 @@ from exporter.graph import save_atomic
 from .compare import compare
 from .divergences import Divergence, load_divergences, match
 from .features import case_features
+from .mistakes import Proof, prove
 from .runtimes import base_name
 from .matrix import Case, CompositeCase, ModelCase
-from .truth import make_feeds, module_truth, torch_truth
+from .truth import check_case_size, make_feeds, module_truth, torch_truth
 from .worker import InProcess, Outcome, Worker, one_line
 
 __all__ = ["Prepared", "RunResult", "prepare_matrix", "execute", "FAILING", "STATUSES"]
@@ -100,16 +101,24 @@ def _prepare_composite(model_case: CompositeCase, group: Iterable[Case],
     problem = ""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # verify=False: the cells below judge this file at every case's shape, the export's
+        # own self-check only at two
         export(module, tuple(torch.from_numpy(v) for v in example.values()), path,
-               input_names=list(example), output_names=list(comp.outputs))
+               input_names=list(example), output_names=list(comp.outputs), verify=False)
     except Exception as exc:  # an exporter bug must show as error cells, not stop the run
         problem = f"export failed: {one_line(exc)}"
     prepared = []
     for case in group:
-        feeds = comp.inputs(case.inputs.batch, case.inputs.seq, np.random.default_rng(case.seed))
-        f32, f64 = module_truth(module, feeds, comp.outputs)
         labels = {"composite": comp.name, "batch": case.inputs.batch, "seq": case.inputs.seq,
                   "exporter": "ours"}
+        try:
+            feeds = comp.inputs(case.inputs.batch, case.inputs.seq,
+                                np.random.default_rng(case.seed))
+            f32, f64 = module_truth(module, feeds, comp.outputs)
+        except (Exception, MemoryError) as exc:   # this case only: the others still run
+            prepared.append(Prepared(case.id, model_case.id, str(path), {}, {}, {}, labels,
+                                     f"preparation failed: {one_line(exc)}"))
+            continue
         prepared.append(Prepared(case.id, model_case.id, str(path), feeds, f32, f64, labels,
                                  problem))
     return prepared
@@ -130,17 +139,23 @@ def _config_features(model_case: ModelCase) -> frozenset[str]:
     return frozenset(feats)
 
 
-# (case, feeds, torch float32, torch float64): one model group's inputs and answers, computed
-# once and shared by every exporter of that model
-Truths = list[tuple[Case, dict, dict, dict]]
+# (case, feeds, torch float32, torch float64, problem): one model group's inputs and answers,
+# computed once and shared by every exporter of that model; a case that cannot be prepared
+# (too large for this machine) has a problem and no tensors
+Truths = list[tuple[Case, dict, dict, dict, str]]
 
 
 def _truths(group: list[Case], module: Any) -> Truths:
     out = []
     for case in group:
-        feeds = make_feeds(case.model.spec, case.inputs.batch, case.inputs.seq,
-                           case.model.initial_state == "input", case.seed, case.inputs.lengths)
-        out.append((case, feeds, *torch_truth(module, feeds)))
+        try:
+            check_case_size(case.model.spec, case.inputs.batch, case.inputs.seq)
+            feeds = make_feeds(case.model.spec, case.inputs.batch, case.inputs.seq,
+                               case.model.initial_state == "input", case.seed,
+                               case.inputs.lengths)
+            out.append((case, feeds, *torch_truth(module, feeds), ""))
+        except (Exception, MemoryError) as exc:
+            out.append((case, {}, {}, {}, f"preparation failed: {one_line(exc)}"))
     return out
 
 
@@ -152,7 +167,8 @@ def _export_ours(model_case: ModelCase, module: Any, workdir: Path,
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        model = export(module, **model_case.export_options())
+        # verify=False: this case's cells are the verification (the self-check runs two shapes)
+        model = export(module, **model_case.export_options(), verify=False)
         labels["export_s"] = round(time.perf_counter() - start, 4)
         save_atomic(model, path)
         if with_structure:   # the exporters axis compares structure too
@@ -198,54 +214,73 @@ def prepare_matrix(cases: list[Case], workdir: Path,
                    on_case: Callable[[int], None] | None = None,
                    exporters: Iterable[str] = ("ours",)) -> list[Prepared]:
     """Export every model once per exporter (seeded from its id) and compute torch's answers
-    per case, once for all exporters; `on_case(n)` is told each time n more cases are ready."""
+    per case, once for all exporters; `on_case(n)` is told each time n more of the
+    len(cases) × len(exporters) steps are done (a torch.onnx export that is skipped or shared
+    counts as done).
+    A model that cannot even be built or fed (too large for this machine, say) becomes error
+    cells of its own: one bad case never costs the run its report."""
     exporters = list(exporters)
     prepared: list[Prepared] = []
     torch_done: set[str] = set()   # torch exports shared by models differing only in ours' options
     for model_case, group in itertools.groupby(sorted(cases, key=lambda c: c.id),
                                                key=lambda c: c.model):
         group = list(group)
-        if isinstance(model_case, CompositeCase):
-            if "ours" in exporters:
-                more = _prepare_composite(model_case, group, workdir)
-                prepared += more
-                if on_case:
-                    on_case(len(more))
-            continue
-        module = model_case.spec.build_module(seed=model_case.seed)
-        truths: Truths | None = None
-        for exporter in exporters:
-            if exporter == "ours":
-                path, problem, labels = _export_ours(model_case, module, workdir,
-                                                     len(exporters) > 1)
-                model_id, unexported, config = model_case.id, False, frozenset()
-            elif not _torch_eligible(model_case):
-                continue
-            else:
-                model_id = _torch_model_id(model_case, exporter)
-                if model_id in torch_done:
-                    continue
-                torch_done.add(model_id)
-                path, problem, labels = _export_torch(model_case, module, exporter, model_id,
-                                                      workdir)
-                unexported, config = bool(problem), _config_features(model_case)
-            truths = truths if truths is not None else _truths(group, module)
-            for case, feeds, f32, f64 in truths:
-                case_id = case.id if exporter == "ours" else f"{model_id}--{case.inputs.id}"
-                prepared.append(Prepared(case_id, model_id, str(path), feeds, f32, f64,
-                                         {**_labels(case), **labels}, problem, exporter,
-                                         unexported, config))
-            if on_case:
-                on_case(len(truths))
+        try:
+            more = _prepare_model(model_case, group, workdir, exporters, torch_done)
+        except (Exception, MemoryError) as exc:
+            more = [Prepared(case.id, model_case.id, str(workdir / model_case.id / "model.onnx"),
+                             {}, labels={"exporter": "ours"},
+                             problem=f"preparation failed: {one_line(exc)}") for case in group]
+        prepared += more
+        if on_case:      # one step per case and exporter, skipped and shared exports too,
+            on_case(len(group) * len(exporters))   # so the bar ends at its total
     return prepared
 
 
-def _classify(status: str, entry: Divergence | None) -> tuple[str, str]:
-    """Apply a known divergence strictly: (status, note)."""
+def _prepare_model(model_case: ModelCase | CompositeCase, group: list[Case], workdir: Path,
+                   exporters: list[str], torch_done: set[str]) -> list[Prepared]:
+    """One model's cases for every exporter."""
+    if isinstance(model_case, CompositeCase):
+        return _prepare_composite(model_case, group, workdir) if "ours" in exporters else []
+    module = model_case.spec.build_module(seed=model_case.seed)
+    truths: Truths | None = None
+    prepared: list[Prepared] = []
+    for exporter in exporters:
+        if exporter == "ours":
+            path, problem, labels = _export_ours(model_case, module, workdir, len(exporters) > 1)
+            model_id, unexported, config = model_case.id, False, frozenset()
+        elif not _torch_eligible(model_case):
+            continue
+        else:
+            model_id = _torch_model_id(model_case, exporter)
+            if model_id in torch_done:
+                continue
+            torch_done.add(model_id)
+            path, problem, labels = _export_torch(model_case, module, exporter, model_id,
+                                                  workdir)
+            unexported, config = bool(problem), _config_features(model_case)
+        truths = truths if truths is not None else _truths(group, module)
+        for case, feeds, f32, f64, unprepared in truths:
+            case_id = case.id if exporter == "ours" else f"{model_id}--{case.inputs.id}"
+            prepared.append(Prepared(case_id, model_id, str(path), feeds, f32, f64,
+                                     {**_labels(case), **labels}, unprepared or problem,
+                                     exporter, unexported and not unprepared, config))
+    return prepared
+
+
+def _classify(status: str, entry: Divergence | None, proof: Proof | None = None
+              ) -> tuple[str, str]:
+    """Apply a known divergence strictly: (status, note). A wrong result (`fail`) is xfail
+    only with a proof that the entry's mistake explains it (conformance/mistakes.py)."""
     if entry is None:
         return status, ""
     if status == "pass":
         return "xpass", f"known divergence {entry.id} no longer diverges: narrow or remove it"
+    if status == "fail" and status in entry.statuses:
+        if proof is None or not proof.holds:
+            why = proof.note if proof is not None else "no proof was made"
+            return "fail", f"known divergence {entry.id} does not explain this result: {why}"
+        return "xfail", f"known divergence {entry.id}: {entry.summary} ({proof.note})"
     if status in entry.statuses:
         return "xfail", f"known divergence {entry.id}: {entry.summary}"
     return status, (f"known divergence {entry.id} expects {' or '.join(entry.kinds)}, "
@@ -281,7 +316,11 @@ def _cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
     # no runtime ran it, so no runtime's divergence can explain it
     candidates = [e for e in divergences if ("export-failure" in e.kinds) == p.unexported]
     entry = match(candidates, base_name(runtime), info.get("version"), p.features(), p.exporter)
-    cell["status"], note = _classify(status, entry)
+    proof = None
+    if entry is not None and status == "fail" and "wrong-result" in entry.kinds:
+        proof = prove(entry.computes, p.model_path, p.feeds, outcome.outputs, p.f32, p.f64,
+                      base_name(runtime))
+    cell["status"], note = _classify(status, entry, proof)
     if entry is not None:
         cell["divergence"] = {"id": entry.id, "kind": entry.kind, "summary": entry.summary,
                               "citation": entry.citation}
@@ -360,12 +399,16 @@ def execute(prepared: list[Prepared], runtimes: list[str], *, jobs: int = 1,
             if on_cell:
                 on_cell(cell)
 
+    ex = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
-            for fut in [ex.submit(run_group, rt, items) for rt, items in groups]:
-                fut.result()
+        for fut in [ex.submit(run_group, rt, items) for rt, items in groups]:
+            fut.result()
+    except BaseException:   # Ctrl-C, SIGTERM, a bug: start no more cells, end the workers
+        ex.shutdown(wait=False, cancel_futures=True)
+        raise
     finally:
-        pool.close()
+        pool.close()        # closes every worker, so cells still running end at once
+        ex.shutdown(wait=True)
     cells = [results[(k, rt)] for k in range(len(prepared)) for rt in runtimes]
     return RunResult(infos, cells, time.perf_counter() - start)
 

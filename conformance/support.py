@@ -81,9 +81,31 @@ def in_scope(feature: str, labels: Labels) -> bool:
             and (own == "sequence_lens" or not labels.get("sequence_lens")))
 
 
+_CELL_KEYS = ("case", "runtime", "status", "observed")
+
+
+def _load_report(path: Path) -> dict:
+    """One report.json, checked for what the tables read: a report of this tool, or a one-line
+    error naming what is wrong."""
+    from exporter.errors import ExportError
+    from exporter.files import read_text_capped
+
+    try:
+        report = json.loads(read_text_capped(path, "report", limit=1 << 30))
+    except (ValueError, RecursionError) as exc:
+        raise ExportError(f"report {path} is not JSON ({str(exc)[:200]})") from None
+    cells = report.get("cells") if isinstance(report, dict) else None
+    runtimes = report.get("runtimes") if isinstance(report, dict) else None
+    if not isinstance(cells, list) or not isinstance(runtimes, dict) or not all(
+            isinstance(c, dict) and all(k in c for k in _CELL_KEYS) for c in cells):
+        raise ExportError(f"report {path} is not a conformance report.json (it needs "
+                          f"'runtimes' and 'cells' with {', '.join(_CELL_KEYS)})")
+    return report
+
+
 def load_reports(paths: list[Path]) -> tuple[list[dict], list[dict]]:
     """(cells, reports) of several report.json files; later reports add runtimes."""
-    reports = [json.loads(Path(p).read_text()) for p in paths]
+    reports = [_load_report(Path(p)) for p in paths]
     return [c for r in reports for c in r["cells"]], reports
 
 

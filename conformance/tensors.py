@@ -12,11 +12,14 @@ __all__ = ["write_tensors", "read_tensors"]
 
 
 def write_tensors(folder: Path, prefix: str, tensors: dict[str, np.ndarray]) -> None:
-    """`<prefix>_<k>.pb` in dict order; each TensorProto carries its name."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """`<prefix>_<k>.pb` in dict order; each TensorProto carries its name. Written atomically
+    into a real folder: a symbolic link planted in the output is replaced, never followed."""
+    from exporter.files import atomic_write, real_folder
+
+    real_folder(folder)
     for i, (name, array) in enumerate(tensors.items()):
         proto = numpy_helper.from_array(np.ascontiguousarray(array), name)
-        (folder / f"{prefix}_{i}.pb").write_bytes(proto.SerializeToString())
+        atomic_write(folder / f"{prefix}_{i}.pb", proto.SerializeToString())
 
 
 def _index(path: Path) -> int:

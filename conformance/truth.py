@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -10,7 +9,7 @@ import numpy as np
 from exporter.spec import RNNSpec
 
 __all__ = ["OUTPUTS", "LENGTH_PATTERNS", "make_feeds", "make_lengths", "torch_truth",
-           "module_truth", "module_from_state"]
+           "module_truth", "module_from_state", "check_case_size"]
 
 OUTPUTS = ("output", "h_n")      # and c_n for nn.LSTM
 LENGTH_PATTERNS = ("unsorted", "full", "ones", "mixed")
@@ -40,6 +39,24 @@ def make_lengths(pattern: str, batch: int, seq: int, rng: np.random.Generator) -
     return lengths.astype(np.int32)
 
 
+# copies of one case's tensors alive at once: feeds, torch float32 and float64 answers (the
+# float64 pair counts twice), each runtime's outputs and its worker's copy
+_CASE_COPIES = 8
+
+
+def check_case_size(spec: RNNSpec, batch: int, seq: int) -> None:
+    """Refuse (ExportError), before allocating, an input case whose tensors would not fit."""
+    from exporter.errors import ExportError
+    from exporter.spec import available_memory
+
+    width = spec.input_size + spec.num_directions * spec.state_size
+    need = 4 * _CASE_COPIES * batch * seq * width
+    if need > available_memory() // 2:
+        raise ExportError(f"input case {batch}x{seq}: its tensors need about "
+                          f"{need / 2**30:,.1f} GiB; {available_memory() / 2**30:,.1f} GiB "
+                          "are available")
+
+
 def make_feeds(spec: RNNSpec, batch: int, seq: int, with_h0: bool, seed: int,
                lengths: str | None = None) -> dict[str, np.ndarray]:
     """Seeded inputs named as the graph's inputs (numpy's generator: reproducible)."""
@@ -57,33 +74,8 @@ def make_feeds(spec: RNNSpec, batch: int, seq: int, with_h0: bool, seed: int,
 
 
 def _run(module: Any, feeds: Mapping[str, np.ndarray], dtype: Any) -> dict[str, np.ndarray]:
-    """torch eager; with sequence_lens, the packed computation a padded batch gets:
-    pack_padded_sequence(enforce_sorted=False) → RNN → pad_packed_sequence(padding 0)."""
-    import torch
-    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-    def tensor(name: str) -> Any:
-        return torch.from_numpy(np.ascontiguousarray(feeds[name])).to(dtype)
-
-    x = tensor("input")
-    # nn.LSTM takes and returns its state as (h, c); nn.RNN and nn.GRU as h alone
-    lstm = isinstance(module, torch.nn.LSTM)
-    hx = [] if "h_0" not in feeds else [(tensor("h_0"), tensor("c_0")) if lstm else tensor("h_0")]
-    bf = module.batch_first
-    with torch.no_grad(), warnings.catch_warnings():
-        # torch notes that oneDNN lacks projected LSTMs and falls back: not the user's concern
-        warnings.filterwarnings("ignore", message="LSTM with projections")
-        if "sequence_lens" not in feeds:
-            out, state = module(x, *hx)
-        else:
-            lengths = torch.from_numpy(np.asarray(feeds["sequence_lens"], np.int64))
-            packed = pack_padded_sequence(x, lengths, batch_first=bf, enforce_sorted=False)
-            out, state = module(packed, *hx)
-            out, _ = pad_packed_sequence(out, batch_first=bf, padding_value=0.0,
-                                         total_length=x.shape[1 if bf else 0])
-    if lstm:
-        return {"output": out.numpy(), "h_n": state[0].numpy(), "c_n": state[1].numpy()}
-    return {"output": out.numpy(), "h_n": state.numpy()}
+    from exporter.verify import rnn_forward   # one torch reading of the graph's feeds
+    return rnn_forward(module, feeds, dtype)
 
 
 def torch_truth(module: Any, feeds: Mapping[str, np.ndarray]

@@ -19,7 +19,8 @@ from packaging.version import InvalidVersion, Version
 
 from exporter.errors import ExportError
 
-__all__ = ["VERSIONED", "split_name", "cache_root", "site_for", "ensure_installed"]
+__all__ = ["VERSIONED", "split_name", "cache_root", "site_for", "ensure_installed",
+           "version_problem"]
 
 # runtime → the pip package its adapter imports (the adapters that can take @VERSION)
 VERSIONED = {"ort-cpu": "onnxruntime"}
@@ -54,13 +55,49 @@ def site_for(name: str) -> Path | None:
     return cache_root() / "runtimes" / f"{VERSIONED[base]}-{version}"
 
 
+def _installed_here(site: Path, package: str, version: str) -> bool:
+    """Whether `site` holds `package` at `version` (its .dist-info folder says so)."""
+    for info in site.glob(f"{package}-*.dist-info"):
+        try:
+            if Version(info.name[len(package) + 1:-len(".dist-info")]) == Version(version):
+                return True
+        except InvalidVersion:
+            continue
+    return False
+
+
+def version_problem(name: str, imported: str | None) -> str | None:
+    """Why a runtime started as `name` is not the release it claims, if it is not: a pinned
+    `ort-cpu@1.21.0` must import onnxruntime 1.21.0 (an incomplete cache folder, or a run in
+    this process, would import the installed one instead)."""
+    if "@" not in name or ":" in name:
+        return None
+    base, version = split_name(name)
+    try:
+        same = imported is not None and Version(imported) == Version(version)
+    except InvalidVersion:
+        same = False
+    if same:
+        return None
+    return (f"{name} imported {VERSIONED[base]} {imported}, not {version}: a pinned version runs "
+            f"only in an isolated worker from its cache folder {site_for(name)}; if that folder "
+            "is incomplete, remove it to reinstall")
+
+
 def ensure_installed(name: str, log=print) -> None:
     """Install a versioned runtime into the cache once (atomically: a folder that exists is
-    complete)."""
+    complete — unless someone emptied it, which is refused here and again by the worker's
+    version check)."""
     site = site_for(name)
-    if site is None or site.is_dir():
+    if site is None:
         return
     base, version = split_name(name)
+    if site.is_dir():
+        if not _installed_here(site, VERSIONED[base], version):
+            raise ExportError(f"{name}: the cache folder {site} is incomplete (no "
+                              f"{VERSIONED[base]} {version} .dist-info in it): remove it to "
+                              "reinstall")
+        return
     package = f"{VERSIONED[base]}=={version}"
     site.parent.mkdir(parents=True, exist_ok=True)
     tmp = site.with_name(f".{site.name}.{os.getpid()}.tmp")

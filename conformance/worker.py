@@ -42,6 +42,7 @@ class _Host:
 
     def __init__(self, name: str) -> None:
         from .runtimes import load_runtime
+        self.name = name
         self.runtime = load_runtime(name)
         self._path: str | None = None
         self._session: Any = None
@@ -51,7 +52,12 @@ class _Host:
             reason = self.runtime.available()
             if reason:
                 return reason, None, {}, None
-            return None, self.runtime.version(), self.runtime.options(), None
+            version = self.runtime.version()
+            from .versions import version_problem
+            problem = version_problem(self.name, version)
+            if problem:   # never judge one release under another's name
+                return None, version, {}, problem
+            return None, version, self.runtime.options(), None
         except Exception as exc:   # a broken adapter or installation is an error, not absence
             return None, None, {}, f"{self.runtime.name} failed to start: {one_line(exc)}"
 
@@ -79,6 +85,15 @@ class _Host:
 
 def _serve(conn: Any, name: str, log_path: str | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
+    from exporter.errors import Terminated, terminate_on_sigterm
+    terminate_on_sigterm()    # SIGTERM to the process group: unwind, releasing the session's files
+    try:
+        _serve_requests(conn, name, log_path)
+    except (Terminated, EOFError, BrokenPipeError):
+        return
+
+
+def _serve_requests(conn: Any, name: str, log_path: str | None) -> None:
     from .versions import site_for
     site = site_for(name) if "@" in name else None
     if site is not None:      # a pinned runtime version: its install goes first on the path

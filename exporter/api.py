@@ -32,6 +32,36 @@ def exportable_spec(module: Any, name: str = "the RNN") -> RNNSpec:
     return spec
 
 
+def refuse_hooks(module: Any, where: str) -> None:
+    """A recurrent module is lowered from its weights, so whatever else would run around its
+    call is refused by name: forward hooks and pre-hooks, and a forward set on the instance."""
+    what = []
+    if "forward" in vars(module):
+        what.append("a forward replaced on the instance")
+    for kind, hooks in (("forward hook", module._forward_hooks),
+                        ("forward pre-hook", module._forward_pre_hooks)):
+        what += [f"{kind} {getattr(h, '__qualname__', type(h).__name__)}"
+                 for h in hooks.values()]
+    if what:
+        raise ExportError(f"{where} has {', '.join(what)}: the exported graph computes "
+                          f"nn.{type(module).__mro__[0].__name__}'s own forward from its "
+                          "weights and would silently leave that out; remove it, or fold what "
+                          "it does into the module around the RNN")
+
+
+def refuse_global_hooks() -> None:
+    """torch's global module hooks run around every module call, the recurrent ones too."""
+    from torch.nn.modules import module as torch_module
+
+    found = [getattr(h, "__qualname__", type(h).__name__) for d in (
+        torch_module._global_forward_hooks, torch_module._global_forward_pre_hooks)
+        for h in d.values()]
+    if found:
+        raise ExportError(f"global module forward hook(s) registered ({', '.join(found)}): they "
+                          "would run around the recurrent modules in torch but not in the "
+                          "exported graph; remove them before exporting")
+
+
 def _check_args(spec: RNNSpec, args: Any, options: ExportOptions) -> None:
     """Example inputs are optional; when given they must fit the module: (input,),
     (input, h_0), or for nn.LSTM (input, (h_0, c_0)) — the module's own call signature."""
@@ -71,12 +101,26 @@ def _options(options: Mapping[str, Any]) -> ExportOptions:
         raise ExportError(f"unknown export option: {exc}") from None
 
 
-def _spec_arg(spec: Any, state: Any) -> None:
+def _spec_arg(spec: Any, state: Any) -> dict[str, np.ndarray]:
+    """The weights as real floating-point numpy arrays (torch tensors accepted); anything
+    else — strings, None, lists, complex numbers, meta tensors — is refused by name."""
     if not isinstance(spec, RNNSpec):
         raise ExportError(f"spec must be an RNNSpec, got {type(spec).__name__}")
     if not isinstance(state, Mapping):
         raise ExportError(f"state must be a mapping of nn.RNN weight names to arrays, "
                           f"got {type(state).__name__}")
+    arrays = {}
+    for key, value in state.items():
+        if hasattr(value, "detach") and hasattr(value, "is_meta"):      # a torch tensor
+            if value.is_meta:
+                raise ExportError(f"{str(key)[:80]} is a meta tensor (no data)")
+            value = value.detach().cpu().numpy()
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            kind = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
+            raise ExportError(f"weight {str(key)[:80]} must be a real floating-point array, "
+                              f"got {kind}")
+        arrays[str(key)] = value
+    return arrays
 
 
 def _check_f(f: Any) -> None:
@@ -86,10 +130,13 @@ def _check_f(f: Any) -> None:
 
 
 def _build(spec: RNNSpec, state: Mapping[str, np.ndarray], f: str | os.PathLike | None,
-           opts: ExportOptions) -> onnx.ModelProto:
+           opts: ExportOptions, example: tuple[int, int] | None = None) -> onnx.ModelProto:
     _check_f(f)
     spec.check_fits(copies=2)
     model = build_model(spec, pack_layers(state, spec, opts.allow_nonfinite), opts)
+    if opts.verify:
+        from .verify import verify_rnn
+        verify_rnn(model, spec, state, opts, example)
     if f is not None:
         save_atomic(model, f, external_data=opts.external_data)
     return model
@@ -98,8 +145,7 @@ def _build(spec: RNNSpec, state: Mapping[str, np.ndarray], f: str | os.PathLike 
 def export_spec(spec: RNNSpec, state: Mapping[str, np.ndarray], f: str | os.PathLike | None = None,
                 **options: Any) -> onnx.ModelProto:
     """Export from a spec and nn.RNN-keyed weights (the path the CLI takes for checkpoints)."""
-    _spec_arg(spec, state)
-    return _build(spec, state, f, _options(options))
+    return _build(spec, _spec_arg(spec, state), f, _options(options))
 
 
 _MODULE_ONLY = ("dynamic_shapes", "input_names", "output_names")
@@ -138,12 +184,17 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
         return export_module(model, args, f, opset=opts.opset, batch_layout=opts.batch_layout,
                              allow_nonfinite=opts.allow_nonfinite,
                              external_data=opts.external_data, lowering=opts.lowering,
-                             **module_opts)
+                             verify=opts.verify, **module_opts)
     unknown = [k for k in _MODULE_ONLY if k in options]
     if unknown:
         raise ExportError(f"{', '.join(unknown)} apply to whole-module export, not to an nn.RNN")
     opts = _options(options)
+    refuse_hooks(model, f"the {type(model).__name__}")
+    refuse_global_hooks()
     spec = exportable_spec(model)
+    example = None
     if args is not None:
         _check_args(spec, args, opts)
-    return _build(spec, module_state(model), f, opts)
+        x = (args if isinstance(args, (tuple, list)) else (args,))[0]
+        example = (int(x.shape[0]), int(x.shape[1]))[::-1 if not spec.batch_first else 1]
+    return _build(spec, module_state(model), f, opts, example)

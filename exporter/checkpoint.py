@@ -1,6 +1,7 @@
 """Checkpoints: load safely, find the one nn.RNN inside, infer its spec."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -12,7 +13,9 @@ from .spec import RNNSpec
 
 __all__ = ["load_state_dict", "find_rnn_state", "spec_from_state", "spec_from_checkpoint"]
 
-_RNN_KEY = re.compile(r"^(weight_ih|weight_hh|weight_hr|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
+# a layer index of at most 9 digits: a longer one is no layer of any model (and int() of a
+# 5,000-digit string raises)
+_RNN_KEY = re.compile(r"^(weight_ih|weight_hh|weight_hr|bias_ih|bias_hh)_l(\d{1,9})(_reverse)?$")
 # Fields a state_dict determines; the rest (nonlinearity, batch_first, dropout) it cannot.
 _INFERRED = ("input_size", "hidden_size", "num_layers", "bias", "bidirectional", "cell",
              "proj_size")
@@ -24,6 +27,8 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
 
     import torch
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise ExportError(f"checkpoint must be a file path, got {type(path).__name__}")
     p = Path(path)
     if not p.is_file():
         raise ExportError(f"checkpoint not found: {p}")
@@ -37,10 +42,9 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         raise ExportError(f"checkpoint {p} refused by weights_only loading: "
                           f"{_unpickler_reason(str(exc))}") from None
-    except (OSError, RuntimeError, EOFError, ValueError, MemoryError, NotImplementedError,
-            AttributeError, TypeError, KeyError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"cannot read checkpoint {p}: {msg}") from None
+    except Exception as exc:   # truncated or garbled pickles raise anything (IndexError, …)
+        msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"cannot read checkpoint {p}: {type(exc).__name__}: {msg}") from None
     if not isinstance(obj, Mapping) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise ExportError(f"checkpoint {p} is not a state_dict (a mapping of names to tensors)")
@@ -49,7 +53,19 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
             kind = "meta" if v.is_meta else "quantized" if v.is_quantized else str(v.layout)
             raise ExportError(f"checkpoint {p}: {k} is a {kind} tensor; only dense "
                               "(strided) tensors with data can be exported")
+        _check_stored(p, k, v)
     return dict(obj)
+
+
+def _check_stored(p: Path, key: str, v: Any) -> None:
+    """A tensor must store the elements it has: an expanded (zero-stride) tensor of a few
+    stored bytes would become a model of millions of elements — size limits count real
+    elements, so such a checkpoint is refused (save a .contiguous() copy if it is meant)."""
+    stored = v.untyped_storage().nbytes() // max(1, v.element_size())
+    if v.numel() > 1 and (stored < v.numel() or 0 in v.stride()):
+        raise ExportError(f"checkpoint {p}: {str(key)[:80]} has {v.numel():,} elements but "
+                          f"stores {stored:,} (an expanded, zero-stride tensor); save a "
+                          ".contiguous() copy if that is meant")
 
 
 def _looks_like_torch_save(p: Path) -> bool:
@@ -112,7 +128,7 @@ def find_rnn_state(state: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]
             continue                             # another submodule's weights
         local = key[len(prefix):]
         if not _RNN_KEY.match(local):
-            raise ExportError(f"unexpected key {key!r} in the RNN's weights")
+            raise ExportError(f"unexpected key {key[:80]!r} in the RNN's weights")
         if value.dtype != __import__("torch").float32:
             raise ExportError(f"only float32 weights are supported; {key} is {value.dtype}")
         rnn[local] = value.detach().cpu().numpy()
@@ -162,6 +178,9 @@ def spec_from_state(rnn: Mapping[str, np.ndarray], **given: Any) -> RNNSpec:
     inferred = {"input_size": int(input_size), "hidden_size": hidden, "num_layers": layers,
                 "bias": "bias_ih_l0" in rnn, "bidirectional": "weight_ih_l0_reverse" in rnn,
                 "cell": cell, "proj_size": proj}
+    if layers > len(rnn):    # before any per-layer work: keys may claim a billion layers
+        raise ExportError(f"the checkpoint's keys name {layers:,} layers but hold only "
+                          f"{len(rnn)} tensors")
     for name in _INFERRED:
         if name in given and given[name] != inferred[name]:
             raise ExportError(f"{name}={given[name]!r} disagrees with the checkpoint "

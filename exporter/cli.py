@@ -6,12 +6,13 @@ The nn.RNN flags and the spec-building live here as functions so that
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
-from .errors import ExportError
+from .errors import ExportError, Terminated, terminate_on_sigterm
 from .cells import CELL_NAMES
 from .spec import BATCH_LAYOUTS, DEFAULT_OPSET, INITIAL_STATES, NONLINEARITIES, RNNSpec
 
@@ -88,6 +89,10 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
                         "data); done anyway when they exceed protobuf's 2 GiB limit")
     p.add_argument("--allow-nonfinite", action="store_true",
                    help="export NaN/±Inf weights instead of refusing them")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the self-check: by default the file is run on onnxruntime at two "
+                        "shapes other than the example and compared with torch before it is "
+                        "written, and refused if they disagree")
 
 
 def add_module_arguments(p: argparse.ArgumentParser) -> None:
@@ -169,7 +174,15 @@ def _load_module(args: argparse.Namespace) -> Any:
     return module.eval()
 
 
-def _export_module(args: argparse.Namespace) -> Any:
+def _module_source(spec: str) -> str | None:
+    """The source file of --module's Python module (an input that -o must not overwrite)."""
+    import sys
+
+    module = sys.modules.get(spec.partition(":")[0])
+    return getattr(module, "__file__", None)
+
+
+def _export_module(args: argparse.Namespace) -> tuple[Any, Any]:
     from .api import export
 
     given = [f"--{k.replace('_', '-')}" for k in (*SPEC_FLAGS, "config")
@@ -183,10 +196,12 @@ def _export_module(args: argparse.Namespace) -> Any:
         raise ExportError("--module needs --example-shape, once per forward argument")
     module = _load_module(args)
     names = lambda text: [n.strip() for n in text.split(",")] if text else None  # noqa: E731
-    return export(module, tuple(_example(t) for t in args.example_shape), None,
-                  opset=args.opset, batch_layout=args.batch_layout,
-                  input_names=names(args.input_names), output_names=names(args.output_names),
-                  allow_nonfinite=args.allow_nonfinite, lowering=args.lowering)
+    model = export(module, tuple(_example(t) for t in args.example_shape), None,
+                   opset=args.opset, batch_layout=args.batch_layout,
+                   input_names=names(args.input_names), output_names=names(args.output_names),
+                   allow_nonfinite=args.allow_nonfinite, lowering=args.lowering,
+                   verify=not args.no_verify)
+    return model, module
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
@@ -236,12 +251,15 @@ def _shape(vi) -> str:
 
 
 def _save_checkpoint(state: dict, path: str, inputs: list) -> None:
-    """The exact weights of this export as an nn.RNN state_dict (torch.save, atomically)."""
+    """The exact weights of this export as a state_dict (torch.save, atomically): an nn.RNN's
+    for a direct export, the whole module's with --module."""
+    import numpy as np
     import torch
 
     from .files import atomic_write
 
-    tensors = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
+    tensors = {k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v.detach().clone()
+               for k, v in state.items()}
     atomic_write(path, lambda tmp: torch.save(tensors, tmp), inputs)
 
 
@@ -252,9 +270,15 @@ def _export(args: argparse.Namespace) -> int:
 
     inputs = [args.checkpoint, args.config]
     check_output(args.output, inputs)          # before the slow part
+    if args.save_checkpoint:
+        check_output(args.save_checkpoint, inputs + [args.output])
+        if os.path.abspath(args.save_checkpoint) == os.path.abspath(args.output):
+            raise ExportError("--save-checkpoint and -o name the same file")
     external = True if args.external_data else None
     if args.module:
-        model = _export_module(args)
+        model, module = _export_module(args)
+        inputs.append(_module_source(args.module))
+        state = module.state_dict()
         what = args.module
     else:
         if args.checkpoint and args.seed is not None:
@@ -266,16 +290,17 @@ def _export(args: argparse.Namespace) -> int:
         model = export_spec(spec, state, None, opset=args.opset,
                             initial_state=args.initial_state, batch_layout=args.batch_layout,
                             sequence_lens=args.sequence_lens, lowering=args.lowering,
-                            allow_nonfinite=args.allow_nonfinite)
+                            allow_nonfinite=args.allow_nonfinite, verify=not args.no_verify)
         if not args.checkpoint:   # the weights are reproducible from the seed: say so
             from onnx import helper
             props = {p.key: p.value for p in model.metadata_props}
             helper.set_model_props(model, {**props, "weights": f"torch.manual_seed({args.seed})",
                                            "seed": str(args.seed)})
         what = f"nn.{spec.cell_info.torch_class} {spec.to_json()}"
-        if args.save_checkpoint:
-            _save_checkpoint(state, args.save_checkpoint, inputs + [args.output])
+    # the model first: a checkpoint is written only beside a model that was written
     save_atomic(model, args.output, inputs=inputs, external_data=external)
+    if args.save_checkpoint:
+        _save_checkpoint(state, args.save_checkpoint, inputs + [args.output])
     size = Path(args.output).stat().st_size
     g = model.graph
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
@@ -320,6 +345,7 @@ def run_cli(func: Callable[[argparse.Namespace], int], args: argparse.Namespace,
     import os
     import warnings
 
+    terminate_on_sigterm()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -331,6 +357,9 @@ def run_cli(func: Callable[[argparse.Namespace], int], args: argparse.Namespace,
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
+        except Terminated:
+            print(f"{prog}: terminated", file=sys.stderr)
+            return 143
         except BrokenPipeError:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141

@@ -18,7 +18,8 @@ from typing import Callable, Iterable
 
 from .errors import ExportError
 
-__all__ = ["check_output", "atomic_write", "read_text_capped", "TEMP_TAG"]
+__all__ = ["check_output", "atomic_write", "read_text_capped", "real_folder",
+           "external_data_files", "TEMP_TAG"]
 
 TEMP_TAG = "torch-rnn-onnx-tmp"
 _STALE = re.compile(rf"^\..+\.{TEMP_TAG}\.(\d+)\.")
@@ -62,6 +63,24 @@ def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | N
             raise ExportError(f"output {target} is also an input of this command; "
                               "refusing to overwrite it")
     return target
+
+
+def real_folder(path: str | os.PathLike) -> Path:
+    """Make sure `path` is a directory of its own (created with its parents if missing): not
+    a file, not a device, not a symbolic link (writing through a link planted in an output
+    folder would write wherever it points)."""
+    p = Path(path)
+    if p.is_symlink():
+        raise ExportError(f"output folder {p} is a symbolic link; refusing to write through it")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ExportError(f"output folder {p} exists and is not a directory") from None
+    except OSError as exc:
+        raise ExportError(f"cannot create output folder {p}: {_why(exc)}") from None
+    if not p.is_dir():
+        raise ExportError(f"output folder {p} is not a directory")
+    return p
 
 
 def _remove_stale(parent: Path) -> None:
@@ -149,3 +168,33 @@ def read_text_capped(path: str | os.PathLike, what: str, limit: int = CONFIG_LIM
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ExportError(f"{what} {p} is not UTF-8 text") from None
+
+
+def external_data_files(model_path: str | os.PathLike) -> list[str]:
+    """The external-data files an ONNX model names (relative to its folder). Each must be a
+    plain relative path to a regular file inside the model's folder: a location such as
+    "../../etc/passwd" or an absolute path is refused (ExportError) before any runtime reads
+    it."""
+    import onnx
+
+    path = Path(model_path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ExportError(f"cannot read ONNX model {path}: {str(exc).splitlines()[0][:300]}") \
+            from None
+    folder = path.resolve().parent
+    found: list[str] = []
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if (not location or os.path.isabs(location) or folder not in target.parents
+                or not target.is_file()):
+            raise ExportError(f"{path}: tensor {tensor.name[:80]!r} keeps its data in "
+                              f"{location[:200]!r}, which is not a file inside the model's "
+                              "folder; refusing to read it")
+        if location not in found:
+            found.append(location)
+    return found

@@ -29,6 +29,9 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
+_LAYER_OVERHEAD = 64 << 10   # bytes per layer and direction beyond its weights
+
+
 def available_memory() -> int:
     """Bytes of memory available to a new allocation (MemAvailable on Linux)."""
     try:
@@ -104,8 +107,10 @@ class RNNSpec:
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "RNNSpec":
         """Build from nn.RNN / nn.LSTM / nn.GRU keyword arguments plus `cell`; unknown or
         missing keys are errors."""
+        if not isinstance(kwargs, Mapping):
+            raise ExportError(f"nn.RNN arguments must be a mapping, got {type(kwargs).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(kwargs) - names)
+        unknown = sorted(str(k)[:80] for k in set(kwargs) - names)
         if unknown:
             raise ExportError(f"unknown nn.RNN argument(s): {', '.join(unknown)}")
         missing = [n for n in ("input_size", "hidden_size") if n not in kwargs]
@@ -122,6 +127,9 @@ class RNNSpec:
         if cell is None:
             raise ExportError(f"expected torch.nn.RNN, LSTM or GRU, got {type(module).__name__}")
         for name, param in module.named_parameters():
+            if param.is_meta:
+                raise ExportError(f"{name} is on the meta device (no data): load real weights "
+                                  "first (e.g. module.to_empty(device='cpu') and a state_dict)")
             if param.dtype != torch.float32:
                 raise ExportError(f"only float32 RNNs are supported; {name} is {param.dtype}")
         return cls(input_size=module.input_size, hidden_size=module.hidden_size,
@@ -168,17 +176,21 @@ class RNNSpec:
         return "-".join(parts)
 
     def parameter_count(self) -> int:
+        """Closed form (no per-layer list: a spec may claim a billion layers before the size
+        check refuses it)."""
         D, H, S, G = self.num_directions, self.hidden_size, self.state_size, self.cell_info.gates
-        per_dir = [G * H * ((self.input_size if k == 0 else D * S) + S)
-                   + (2 * G * H if self.bias else 0) + (S * H if self.proj_size else 0)
-                   for k in range(self.num_layers)]
-        return D * sum(per_dir)
+        extra = (2 * G * H if self.bias else 0) + (S * H if self.proj_size else 0)
+        first = G * H * (self.input_size + S) + extra
+        later = G * H * (D * S + S) + extra
+        return D * (first + (self.num_layers - 1) * later)
 
     def check_fits(self, copies: int = 3) -> None:
         """Refuse, before allocating, a model whose float32 weights (times the copies an
         export makes: torch's, the packed arrays, the ONNX tensors) exceed the memory
         available here."""
-        need = 4 * self.parameter_count() * copies
+        # plus what each layer costs beyond its floats (graph nodes, names, torch Parameters)
+        need = 4 * self.parameter_count() * copies + _LAYER_OVERHEAD * self.num_layers * \
+            self.num_directions
         have = available_memory()
         if need > have:
             raise ExportError(f"this nn.RNN has {self.parameter_count():,} parameters; "
@@ -228,10 +240,15 @@ class ExportOptions:
     # True: weights in "<file>.data" beside the model (ONNX external data); None: only when
     # they would not fit the 2 GiB protobuf limit; False: never.
     external_data: bool | None = None
+    # Run the written graph on onnxruntime at two shapes other than the example and compare
+    # with torch before writing it (exporter/verify.py); False skips that.
+    verify: bool = True
 
     def __post_init__(self) -> None:
         from .opset import max_supported_opset
 
+        if not isinstance(self.verify, bool):
+            raise ExportError(f"verify must be true or false, got {self.verify!r}")
         if not isinstance(self.allow_nonfinite, bool):
             raise ExportError(f"allow_nonfinite must be true or false, got {self.allow_nonfinite!r}")
         if self.external_data not in (True, False, None):

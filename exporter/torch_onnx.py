@@ -348,10 +348,16 @@ def _verify(model: onnx.ModelProto, rnn_edges: list[tuple[str, RNNSpec]], n_rnns
 
 
 
-def _check_parameters(model: Any) -> None:
+def _check_parameters(model: Any, allow_nonfinite: bool = False) -> None:
     """Every floating-point parameter and buffer finite (a diverged run exports silently)."""
     from .weights import check_finite
 
+    meta = [k for k, v in model.state_dict().items() if v.is_meta]
+    if meta:
+        raise ExportError(f"{', '.join(meta[:3])} {'is' if len(meta) == 1 else 'are'} on the "
+                          "meta device (no data): load real weights first")
+    if allow_nonfinite:
+        return
     check_finite({k: v.detach().cpu().numpy() for k, v in model.state_dict().items()
                   if v.is_floating_point()}, where=f"{type(model).__name__}: ")
 
@@ -360,26 +366,29 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
                   opset: int, batch_layout: str = "transpose", dynamic_shapes: Any = None,
                   input_names: Sequence[str] | None = None,
                   output_names: Sequence[str] | None = None, allow_nonfinite: bool = False,
-                  external_data: bool | None = None, lowering: str = "rnn") -> onnx.ModelProto:
+                  external_data: bool | None = None, lowering: str = "rnn",
+                  verify: bool = True) -> onnx.ModelProto:
     """Export any nn.Module whose forward runs nn.RNN / LSTM / GRU modules; each becomes native
     RNN / LSTM / GRU nodes (lowering "rnn") or MatMul + Scan (lowering "scan")."""
     import torch
 
-    from .api import exportable_spec, module_state
+    from .api import exportable_spec, module_state, refuse_global_hooks, refuse_hooks
 
     if args is None:
         raise ExportError("exporting a whole module needs example args, as torch.onnx.export does")
     args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
     rnns, paths = _find_rnns(model)
     first_paths = [paths[id(m)][0] for m in rnns]
+    for m, path in zip(rnns, first_paths):
+        refuse_hooks(m, path or "the module itself")
+    refuse_global_hooks()
     specs = [exportable_spec(m, path) for m, path in zip(rnns, first_paths)]
     for spec, path in zip(specs, first_paths):
         spec.check_fits(copies=2)
         if spec.proj_size and lowering != "scan":
             raise ExportError(f"{path}: the ONNX LSTM op has no projection (proj_size); "
                               "export with lowering=\"scan\" (--lowering scan)")
-    if not allow_nonfinite:
-        _check_parameters(model)
+    _check_parameters(model, allow_nonfinite)
     weights = [pack_layers(module_state(m), spec, allow_nonfinite=True)
                for m, spec in zip(rnns, specs)]
     with torch.no_grad(), _swapped(model, rnns, paths, specs), _reached_only_as_attributes():
@@ -399,6 +408,9 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
         onnx.checker.check_model(onnx_model, full_check=True)
     except Exception as exc:
         raise ExportError(f"the spliced model does not check: {str(exc).splitlines()[0]}") from None
+    if verify:
+        from .verify import verify_module
+        verify_module(model, args, onnx_model)
     if f is not None:
         save_atomic(onnx_model, f, external_data=external_data)
     return onnx_model

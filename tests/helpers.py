@@ -71,3 +71,20 @@ def prepare_smoke_cases(workdir, *case_ids: str) -> list:
     cases = [c for c in load_matrix("smoke") if c.id in case_ids]
     assert sorted(c.id for c in cases) == sorted(case_ids)
     return prepare_matrix(cases, workdir)
+
+
+# the CPU runtimes every verdict path is proven on (CI installs all of them)
+CPU_RUNTIMES = ["ort-cpu", "onnx-reference", "openvino", "tract", "ort-node", "ort-web"]
+
+
+def installed_runtimes() -> list[str]:
+    """The CPU runtimes installed here; in CI, missing one is a failure, not a skip."""
+    import os
+
+    from conformance.runtimes import load_runtime
+
+    found = [rt for rt in CPU_RUNTIMES if load_runtime(rt).available() is None]
+    if os.environ.get("CI"):
+        missing = set(CPU_RUNTIMES) - set(found)
+        assert not missing, f"CI installs every runtime; missing {missing}"
+    return found

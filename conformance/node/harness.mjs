@@ -3,7 +3,9 @@
 //
 //   node harness.mjs serve [--backend node|web]   JSON lines on stdin → JSON lines on stdout
 //       {"cmd":"hello"}                          → {"ok":true,"version":"1.30.0","backend":"node"}
-//       {"cmd":"load","model":PATH}              → {"ok":true} | {"ok":false,"error":MSG}
+//       {"cmd":"load","model":PATH,"external":[F]} → {"ok":true} | {"ok":false,"error":MSG}
+//         (F: the model's external-data files, relative to its folder: onnxruntime-web reads
+//         no files itself, so they are handed to it as bytes)
 //       {"cmd":"run","model":PATH,"dataset":DIR} → {"ok":true,"outputs":[{name,dims,dtype,data}],"seconds":S}
 //     DIR holds input_<k>.pb (TensorProto); output data is base64 of little-endian values.
 //     The process ends when stdin closes.
@@ -14,7 +16,7 @@
 //     read from the graph, which needs onnx's Python reader); for divergence-aware verdicts
 //     on the same files run `python -m conformance replay DIR --runtimes ort-node,ort-web`.
 import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { decodeTensor } from './tensor.mjs';
@@ -38,10 +40,14 @@ if (backendName === 'web') ort.env.wasm.numThreads = 1;
 const version = backendName === 'web' ? ort.env.versions.web : ort.env.versions.node;
 
 const sessions = new Map();
-async function session(model) {
+async function session(model, external = []) {
   if (!sessions.has(model)) {
     sessions.clear(); // one model at a time, as the Python adapters do
-    sessions.set(model, await ort.InferenceSession.create(model, { logSeverityLevel: 3 }));
+    const options = { logSeverityLevel: 3 };
+    if (backendName === 'web' && external.length) {
+      options.externalData = external.map((path) => ({ path, data: readFileSync(join(dirname(model), path)) }));
+    }
+    sessions.set(model, await ort.InferenceSession.create(model, options));
   }
   return sessions.get(model);
 }
@@ -79,7 +85,7 @@ async function serve() {
     try {
       const msg = JSON.parse(line);
       if (msg.cmd === 'hello') reply = { ok: true, version, backend: backendName };
-      else if (msg.cmd === 'load') { await session(msg.model); reply = { ok: true }; }
+      else if (msg.cmd === 'load') { await session(msg.model, Array.isArray(msg.external) ? msg.external : []); reply = { ok: true }; }
       else if (msg.cmd === 'run') reply = { ok: true, ...(await run(msg.model, msg.dataset)) };
       else reply = { ok: false, error: `unknown command ${msg.cmd}` };
     } catch (e) {
@@ -99,7 +105,8 @@ async function serve() {
 const DEFAULT_TOL = { atol: 1e-5, rtol: 1e-4 };
 
 function tolerance(meta, name) {
-  const t = (meta.tolerance && meta.tolerance[name]) || {};
+  const all = meta.tolerance !== null && typeof meta.tolerance === 'object' ? meta.tolerance : {};
+  const t = Object.hasOwn(all, name) && all[name] !== null && typeof all[name] === 'object' ? all[name] : {};
   const pick = (v, d) => (typeof v === 'number' && v >= 0 ? Math.min(v, d) : d);
   return { atol: pick(t.atol, DEFAULT_TOL.atol), rtol: pick(t.rtol, DEFAULT_TOL.rtol) };
 }
@@ -151,17 +158,21 @@ function judge(sess, results, wantList, meta) {
 
 async function replaySet(dir, set) {
   const data = join(dir, set);
+  // case.json only names the case and may tighten tolerances; anything but a JSON object
+  // (a list, null, nesting too deep to parse) counts as absent
   let meta = {};
   try { meta = existsSync(join(data, 'case.json')) ? JSON.parse(readFileSync(join(data, 'case.json'))) : {}; } catch { meta = {}; }
+  if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) meta = {};
+  const caseName = typeof meta.case === 'string' ? meta.case : `${dir}/${set}`;
   try {
     const sess = await session(join(dir, 'model.onnx'));
     const feeds = {};
     for (const [name, t] of named(readTensors(data, 'input'), sess.inputNames, 'input')) feeds[name] = toOrt(t);
     const wantList = readTensors(data, 'output');
     const results = await sess.run(feeds);
-    return { case: meta.case || `${dir}/${set}`, ...judge(sess, results, wantList, meta) };
+    return { case: caseName, ...judge(sess, results, wantList, meta) };
   } catch (e) {
-    return { case: meta.case || `${dir}/${set}`, status: 'error', message: String(e.message || e).split('\n')[0] };
+    return { case: caseName, status: 'error', message: String(e.message || e).split('\n')[0] };
   }
 }
 
@@ -170,7 +181,14 @@ async function replay(root) {
     : readdirSync(root).map((d) => join(root, d)).filter((d) => existsSync(join(d, 'model.onnx')));
   const counts = { pass: 0, fail: 0, error: 0 };
   for (const dir of models.sort()) {
-    const sets = readdirSync(dir).filter((d) => d.startsWith('test_data_set_') && statSync(join(dir, d)).isDirectory());
+    let sets;
+    try {
+      sets = readdirSync(dir).filter((d) => d.startsWith('test_data_set_') && statSync(join(dir, d)).isDirectory());
+    } catch (e) {   // one unreadable folder is its own error, not the replay's end
+      counts.error++;
+      console.log(JSON.stringify({ case: dir, ok: false, status: 'error', message: String(e.message || e).split('\n')[0] }));
+      continue;
+    }
     if (sets.length === 0) {
       counts.error++;
       console.log(JSON.stringify({ case: dir, ok: false, status: 'error', message: 'no test_data_set_* folder: nothing to check' }));

@@ -74,7 +74,12 @@ class OrtNode(Runtime):
         return self._version or self._ask({"cmd": "hello"})["version"]
 
     def load(self, model_path: str) -> Any:
-        self._ask({"cmd": "load", "model": model_path})
+        from exporter.files import external_data_files
+
+        # onnxruntime-web cannot open files: the harness hands it each external-data file
+        # (checked to lie inside the model's folder) as bytes
+        self._ask({"cmd": "load", "model": model_path,
+                   "external": external_data_files(model_path)})
         return model_path
 
     def run(self, session: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

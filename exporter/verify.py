@@ -1,0 +1,314 @@
+"""Every export verifies itself: the file, run on onnxruntime at two shapes other than the
+example, must compute what the module computes in torch.
+
+Why: a file can be right at the example's shape and wrong at every other one — a forward that
+branches on `x.shape[0]` is traced down one branch, a hook that torch.export did not see is
+missing from the graph. Checking the symbolic dimensions only (the splice's own check) proves
+the file *accepts* other shapes, not that it computes them. So after building the graph, the
+exporter feeds it inputs whose batch and sequence both differ from the example (one smaller
+where the module accepts it, one larger) and compares with torch eager; a disagreement refuses
+the export (ExportError naming the shape and the error) before anything is written.
+`verify=False` (CLI `--no-verify`) skips this.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from .errors import ExportError
+from .spec import ExportOptions, RNNSpec
+
+__all__ = ["verify_rnn", "verify_module", "rnn_forward", "layout0", "VERIFY_TOLERANCE",
+           "RECURRENT_OPS"]
+
+RECURRENT_OPS = ("RNN", "LSTM", "GRU")
+
+# |ort − torch| ≤ atol + rtol·|torch| per element: loose enough for float32 noise in deep
+# models, tight enough for what it is for (hooks and shape guards are off by 0.1–1)
+VERIFY_TOLERANCE = (1e-4, 1e-3)
+# onnxruntime takes a model from memory only below protobuf's 2 GiB limit
+_MAX_IN_MEMORY = (1 << 31) - (1 << 24)
+
+
+def rnn_forward(module: Any, feeds: Mapping[str, np.ndarray], dtype: Any
+                ) -> dict[str, np.ndarray]:
+    """An nn.RNN / LSTM / GRU in torch eager on graph-named feeds (input[, h_0[, c_0]]
+    [, sequence_lens]) → output, h_n[, c_n]. With sequence_lens, the packed computation a
+    padded batch gets: pack_padded_sequence(enforce_sorted=False) → RNN →
+    pad_packed_sequence(padding 0) — what the ONNX op's sequence_lens means."""
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    def tensor(name: str) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(feeds[name])).to(dtype)
+
+    x = tensor("input")
+    # nn.LSTM takes and returns its state as (h, c); nn.RNN and nn.GRU as h alone
+    lstm = isinstance(module, torch.nn.LSTM)
+    hx = [] if "h_0" not in feeds else [(tensor("h_0"), tensor("c_0")) if lstm else tensor("h_0")]
+    bf = module.batch_first
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch notes that oneDNN lacks projected LSTMs and falls back: not the user's concern
+        warnings.filterwarnings("ignore", message="LSTM with projections")
+        if "sequence_lens" not in feeds:
+            out, state = module(x, *hx)
+        else:
+            lengths = torch.from_numpy(np.asarray(feeds["sequence_lens"], np.int64))
+            packed = pack_padded_sequence(x, lengths, batch_first=bf, enforce_sorted=False)
+            out, state = module(packed, *hx)
+            out, _ = pad_packed_sequence(out, batch_first=bf, padding_value=0.0,
+                                         total_length=x.shape[1 if bf else 0])
+    if lstm:
+        return {"output": out.numpy(), "h_n": state[0].numpy(), "c_n": state[1].numpy()}
+    return {"output": out.numpy(), "h_n": state.numpy()}
+
+
+def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    return [g for a in node.attribute
+            for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else []) + list(a.graphs)]
+
+
+def layout0(model: onnx.ModelProto) -> None:
+    """In place: recurrent nodes with layout=1 (which onnxruntime's kernels refuse) become
+    layout=0 nodes between Transposes, which compute the same:
+       X      [batch, seq, in]       → [seq, batch, in]          perm (1, 0, 2)
+       h0, c0 [batch, dirs, H]       → [dirs, batch, H]          perm (1, 0, 2)
+       Y      [seq, dirs, batch, H]  → [batch, seq, dirs, H]     perm (2, 0, 1, 3)
+       Y_h, Y_c [dirs, batch, H]     → [batch, dirs, H]          perm (1, 0, 2)"""
+    from onnx import helper
+
+    def fix(graph: onnx.GraphProto) -> None:
+        nodes = []
+        for node in graph.node:
+            for g in _subgraphs(node):
+                fix(g)
+            layout = next((a.i for a in node.attribute if a.name == "layout"), 0)
+            if node.op_type not in RECURRENT_OPS or layout != 1:
+                nodes.append(node)
+                continue
+            next(a for a in node.attribute if a.name == "layout").i = 0
+            for k in (0, 5, 6):            # X, initial_h, initial_c
+                if len(node.input) > k and node.input[k]:
+                    name = f"{node.input[k]}__layout0_{node.name}_{k}"
+                    nodes.append(helper.make_node("Transpose", [node.input[k]], [name],
+                                                  perm=[1, 0, 2]))
+                    node.input[k] = name
+            after = []
+            for k, out in enumerate(node.output):
+                if out:
+                    node.output[k] = f"{out}__layout0_raw"
+                    after.append(helper.make_node("Transpose", [node.output[k]], [out],
+                                                  perm=[2, 0, 1, 3] if k == 0 else [1, 0, 2]))
+            nodes += [node, *after]
+        del graph.node[:]
+        graph.node.extend(nodes)
+    fix(model.graph)
+
+
+def _session(model: onnx.ModelProto) -> Any:
+    import onnxruntime as ort
+
+    if any(a.name == "layout" and a.i == 1 for n in model.graph.node for a in n.attribute
+           if n.op_type in RECURRENT_OPS):
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        layout0(model)         # onnxruntime refuses layout=1: verify the same computation
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model.SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ExportError(f"verification: onnxruntime refuses the exported file: "
+                          f"{(str(exc).strip().splitlines() or [''])[0][:300]}") from None
+
+
+def _too_large(model: onnx.ModelProto) -> bool:
+    if model.ByteSize() < _MAX_IN_MEMORY:
+        return False
+    warnings.warn("the exported model is too large to verify in memory (over 2 GiB): not "
+                  "verified; run `python -m conformance check` on the file", stacklevel=3)
+    return True
+
+
+def _judge(got: Sequence[np.ndarray], want: Sequence[np.ndarray], names: Sequence[str],
+           where: str) -> None:
+    atol, rtol = VERIFY_TOLERANCE
+    if len(got) != len(want):
+        raise ExportError(f"the exported file disagrees with the module {where}: it returns "
+                          f"{len(got)} outputs, torch {len(want)}")
+    for name, a, b in zip(names, got, want):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape:
+            raise ExportError(f"the exported file disagrees with the module {where}: {name} has "
+                              f"shape {list(a.shape)}, torch {list(b.shape)}")
+        if b.dtype.kind in "fc":
+            with np.errstate(invalid="ignore", over="ignore"):
+                err = np.abs(a.astype(np.float64) - b.astype(np.float64))
+            bad = ~(err <= atol + rtol * np.abs(b.astype(np.float64)))
+            bad &= ~(np.isnan(a) & np.isnan(b))
+        else:
+            bad, err = a != b, (a != b).astype(np.float64)
+        if bad.any():
+            worst = float(np.nanmax(np.where(np.isfinite(err), err, np.inf)))
+            raise ExportError(f"the exported file disagrees with the module {where}: {name} "
+                              f"max error {worst:.3g} ({int(bad.sum())}/{bad.size} elements "
+                              "off); refusing to write it (a hook, an instance-level forward "
+                              "or a branch on a tensor's size that torch.export traced for "
+                              "the example only?). verify=False / --no-verify skips this check")
+
+
+def _rnn_shapes(example: tuple[int, int] | None) -> list[tuple[int, int]]:
+    """Two (batch, seq) shapes, each differing from the example in both."""
+    if example is None:
+        return [(3, 7), (1, 2)]
+    b, s = example
+    return [(b + 2, s + 3), (1 if b != 1 else 2, 1 if s != 1 else 2)]
+
+
+def verify_rnn(model: onnx.ModelProto, spec: RNNSpec, state: Mapping[str, np.ndarray],
+               opts: ExportOptions, example: tuple[int, int] | None = None) -> None:
+    """A direct export (one nn.RNN / LSTM / GRU) against the module rebuilt from its weights."""
+    import torch
+
+    if _too_large(model):
+        return
+    module = spec.build_module(seed=0)
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+    module.eval()
+    sess = _session(model)
+    rng = np.random.default_rng(0)
+    LD = spec.num_layers * spec.num_directions
+    for batch, seq in _rnn_shapes(example):
+        shape = (batch, seq, spec.input_size) if spec.batch_first else (seq, batch,
+                                                                          spec.input_size)
+        feeds = {"input": rng.standard_normal(shape, dtype=np.float32)}
+        if opts.initial_state == "input":
+            feeds["h_0"] = rng.standard_normal((LD, batch, spec.state_size), dtype=np.float32)
+            if spec.cell_info.has_cell_state:
+                feeds["c_0"] = rng.standard_normal((LD, batch, spec.hidden_size),
+                                                   dtype=np.float32)
+        if opts.sequence_lens:
+            lengths = rng.integers(1, seq + 1, batch).astype(np.int32)
+            lengths[0] = max(1, seq - 1)     # one padded sequence wherever seq > 1
+            feeds["sequence_lens"] = lengths
+        want = rnn_forward(module, feeds, torch.float32)
+        names = [o.name for o in sess.get_outputs()]
+        got = sess.run(names, feeds)
+        _judge(got, [want[n] for n in names], names, f"at batch {batch}, sequence {seq}")
+
+
+# ---- whole modules ------------------------------------------------------------------------
+
+def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    inits = {t.name for t in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def _symbolic_sizes(inputs: Sequence[onnx.ValueInfoProto], leaves: Sequence[Any]
+                    ) -> dict[str, int]:
+    """Each symbolic dimension's name → its size in the example."""
+    sizes: dict[str, int] = {}
+    for k, (vi, t) in enumerate(zip(inputs, leaves)):
+        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
+            if not d.HasField("dim_value") and axis < t.dim():
+                sizes.setdefault(d.dim_param or f"?{k}.{axis}", int(t.shape[axis]))
+    return sizes
+
+
+def _resized(inputs: Sequence[onnx.ValueInfoProto], leaves: Sequence[Any],
+             sizes: Mapping[str, int], rng: np.random.Generator) -> list[Any]:
+    """New example tensors: symbolic dims at `sizes`, values like the example's (floats
+    normal, integers within the example's range, so token ids stay valid ids)."""
+    import torch
+
+    out = []
+    for k, (vi, t) in enumerate(zip(inputs, leaves)):
+        shape = list(t.shape)
+        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
+            if not d.HasField("dim_value") and axis < len(shape):
+                shape[axis] = sizes[d.dim_param or f"?{k}.{axis}"]
+        if t.is_floating_point():
+            value = torch.from_numpy(rng.standard_normal(shape)).to(t.dtype)
+        elif t.dtype == torch.bool:
+            value = torch.from_numpy(rng.random(shape) < 0.5)
+        else:
+            lo, hi = (int(t.min()), int(t.max())) if t.numel() else (0, 0)
+            value = torch.from_numpy(rng.integers(lo, hi + 1, shape)).to(t.dtype)
+        out.append(value)
+    return out
+
+
+def _size_maps(example: Mapping[str, int]) -> list[dict[str, int]]:
+    """Candidate size maps, smallest first, each differing from the example in every
+    symbolic dimension; then one larger."""
+    smaller = [{k: v for k, v in ((k, f(n)) for k, n in example.items())}
+               for f in (lambda n: 1 if n != 1 else 2, lambda n: 2 if n != 2 else 3,
+                         lambda n: max(1, n // 2) if n // 2 not in (0, n) else n + 1,
+                         lambda n: n - 1 if n > 1 else n + 2)]
+    unique = []
+    for m in smaller:
+        if m not in unique and all(m[k] != example[k] for k in m):
+            unique.append(m)
+    return unique + [{k: n + 3 for k, n in example.items()}]
+
+
+def _narrowed(shape: Mapping[str, int], example: Mapping[str, int]) -> list[dict[str, int]]:
+    """`shape`, then `shape` with only the batch and sequence dims changed: torch.export may
+    leave a size symbolic that the module's code still fixes (a Linear's features)."""
+    core = {k: (v if k in ("batch", "seq") else example[k]) for k, v in shape.items()}
+    return [dict(shape)] + ([core] if core != shape and core != dict(example) else [])
+
+
+def verify_module(module: Any, args: tuple, model: onnx.ModelProto) -> None:
+    """A whole-model export against the module in torch eager at two other shapes: one smaller
+    than the example where the module accepts it, and one larger."""
+    import torch
+    import torch.utils._pytree as pytree
+
+    if _too_large(model):
+        return
+    leaves, spec = pytree.tree_flatten(args)
+    tensors = [i for i, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
+    inputs = _graph_inputs(model)
+    names = [o.name for o in model.graph.output]
+    if len(tensors) != len(inputs):
+        raise ExportError(f"cannot verify the export: the example args hold {len(tensors)} "
+                          f"tensors, the graph takes {len(inputs)} inputs; pass verify=False "
+                          "(--no-verify) and check the file with `python -m conformance check`")
+    sizes = _symbolic_sizes(inputs, [leaves[i] for i in tensors])
+    if not sizes:
+        return      # the caller fixed every dimension: the example is the only shape
+    rng = np.random.default_rng(0)
+    sess = _session(model)
+    example = [leaves[i] for i in tensors]
+    smaller, larger = (lambda c: (c[:-1], c[-1]))(_size_maps(sizes))
+    for group in (smaller, [larger]):
+        for shape in group:
+            for tried in _narrowed(shape, sizes):
+                new = _resized(inputs, example, tried, rng)
+                call = list(leaves)
+                for i, v in zip(tensors, new):
+                    call[i] = v
+                try:
+                    with torch.no_grad():
+                        want = module(*pytree.tree_unflatten(call, spec))
+                except Exception:   # the module itself refuses this shape: not the file's fault
+                    continue
+                want = [w.numpy() for w in pytree.tree_leaves(want)
+                        if isinstance(w, torch.Tensor)]
+                got = sess.run(names, {vi.name: v.numpy() for vi, v in zip(inputs, new)})
+                _judge(got, want, names, "at " + ", ".join(
+                    f"{n}={v}" for n, v in tried.items() if v != sizes[n]))
+                break
+            else:
+                continue
+            break       # one shape of this group checked
+        else:
+            if group is not smaller:
+                raise ExportError("cannot verify the export: the module refuses every input "
+                                  "larger than the example that the graph accepts; pass "
+                                  "verify=False (--no-verify)")
