@@ -217,8 +217,7 @@ def _runtimes(args: argparse.Namespace) -> list[str]:
         args.require = ["ort-cuda-tf32" if r == "ort-cuda" else r for r in required]
     from .versions import ensure_installed
     for name in names:            # a pinned version: installed, and complete, before any work
-        if "@" in name and ":" not in name:
-            ensure_installed(name)
+        ensure_installed(name)
     _report_dir(args.report_dir)
     return list(dict.fromkeys(names))
 

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from exporter.cells import ONNX_OPS
 from exporter.errors import ExportError
 from exporter.spec import RNNSpec
 
@@ -42,7 +43,6 @@ def _wrapper(module: Any, spec: RNNSpec, with_h0: bool, seq_lens: bool) -> Any:
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     lstm = spec.cell_info.has_cell_state
-    seq_axis = 1 if spec.batch_first else 0
 
     class ForExport(torch.nn.Module):
         def __init__(self) -> None:
@@ -62,7 +62,7 @@ def _wrapper(module: Any, spec: RNNSpec, with_h0: bool, seq_lens: bool) -> Any:
                                               batch_first=spec.batch_first, enforce_sorted=False)
                 out, state = self.rnn(packed, hx)
                 out, _ = pad_packed_sequence(out, batch_first=spec.batch_first,
-                                             total_length=x.shape[seq_axis])
+                                             total_length=x.shape[spec.seq_axis])
             else:
                 out, state = self.rnn(x, hx)
             return (out, *state) if lstm else (out, state)
@@ -74,15 +74,11 @@ def _example(spec: RNNSpec, with_h0: bool, seq_lens: bool) -> tuple[list[str], t
     import torch
 
     B, S = EXAMPLE_BATCH, EXAMPLE_SEQ
-    LD = spec.num_layers * spec.num_directions
-    names, args = ["input"], [torch.randn(*((B, S) if spec.batch_first else (S, B)),
-                                          spec.input_size)]
+    names, args = ["input"], [torch.randn(*spec.leading(B, S), spec.input_size)]
     if with_h0:
-        names.append("h_0")
-        args.append(torch.randn(LD, B, spec.state_size))
-        if spec.cell_info.has_cell_state:
-            names.append("c_0")
-            args.append(torch.randn(LD, B, spec.hidden_size))
+        for state in spec.cell_info.states:
+            names.append(f"{state}_0")
+            args.append(torch.randn(*spec.state_shape(state, B)))
     if seq_lens:
         names.append("sequence_lens")
         args.append(torch.tensor([S, S - 2], dtype=torch.int32))
@@ -99,8 +95,7 @@ def torch_export(exporter: str, module: Any, spec: RNNSpec, with_h0: bool, seq_l
     wrapper = _wrapper(module, spec, with_h0, seq_lens)
     names, args = _example(spec, with_h0, seq_lens)
     outputs = ["output", "h_n"] + (["c_n"] if spec.cell_info.has_cell_state else [])
-    seq_axis, batch_axis = (1, 0) if spec.batch_first else (0, 1)
-    axes = {"input": {seq_axis: "seq", batch_axis: "batch"}, "h_0": {1: "batch"},
+    axes = {"input": {spec.seq_axis: "seq", spec.batch_axis: "batch"}, "h_0": {1: "batch"},
             "c_0": {1: "batch"}, "sequence_lens": {0: "batch"}}
     start = time.perf_counter()
     try:
@@ -119,7 +114,7 @@ def torch_export(exporter: str, module: Any, spec: RNNSpec, with_h0: bool, seq_l
                                   input_names=names, output_names=outputs,
                                   dynamic_axes={n: axes[n] for n in names + outputs
                                                 if n in axes} | {
-                                      "output": {seq_axis: "seq", batch_axis: "batch"},
+                                      "output": {spec.seq_axis: "seq", spec.batch_axis: "batch"},
                                       "h_n": {1: "batch"}, "c_n": {1: "batch"}})
     except Exception as exc:
         root = _root_cause(exc)
@@ -141,8 +136,8 @@ def structure(path: Path) -> dict[str, Any]:
 
     ins, outs = dims(g.input, "input"), dims(g.output, "output")
     ops = sorted({n.op_type for n in g.node})
-    return {"nodes": len(g.node), "recurrent_ops": [o for o in ops if o in ("RNN", "LSTM", "GRU",
-                                                                           "Scan", "Loop")],
+    return {"nodes": len(g.node), "recurrent_ops": [o for o in ops
+                                                    if o in (*ONNX_OPS, "Scan", "Loop")],
             "input_dims": ins, "output_dims": outs,
             # seq and batch symbolic on the way in *and* out (a frozen file keeps the input
             # symbolic and fixes the output)

@@ -46,6 +46,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from exporter.cells import ONNX_OPS
+
 __all__ = ["model_features", "feed_features", "case_features", "FEATURES"]
 
 FEATURES = frozenset({
@@ -157,7 +159,7 @@ def graph_features(model: onnx.ModelProto) -> frozenset[str]:
     dims = _inferred_dims(model)
     feats: set[str] = set()
     for node in _nodes(model.graph):
-        if node.op_type in ("RNN", "LSTM", "GRU"):
+        if node.op_type in ONNX_OPS:
             feats |= _rnn_features(node, dims)
         elif node.op_type == "Scan":
             feats.add("scan")

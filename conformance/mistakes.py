@@ -29,7 +29,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from exporter.verify import RECURRENT_OPS, layout0
+from exporter.cells import ONNX_OPS
+from exporter.verify import layout0
 
 from .compare import Comparison, compare
 
@@ -42,7 +43,7 @@ UNKNOWN = "unknown"   # an entry whose mistake nobody has pinned down: it excuse
 
 def _recurrent(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
     for node in graph.node:
-        if node.op_type in RECURRENT_OPS:
+        if node.op_type in ONNX_OPS:
             yield node
         for attr in node.attribute:
             for g in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else []) + list(attr.graphs):

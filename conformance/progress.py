@@ -9,13 +9,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .runner import FAILING, STATUSES, RunResult
+from .runner import RunResult
+from .statuses import FAILING, STATUS, STATUSES
 
 __all__ = ["Live", "summary"]
 
-_STYLE = {"pass": "green", "fail": "bold red", "error": "magenta", "unsupported": "yellow",
-          "unexported": "dark_orange",
-          "unavailable": "dim", "xfail": "green4", "xpass": "bold blue"}
+_STYLE = {name: s.style for name, s in STATUS.items()}
 _err = Console(stderr=True)
 
 

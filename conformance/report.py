@@ -10,18 +10,14 @@ from typing import Any
 
 from exporter.files import atomic_write
 
-from .runner import FAILING, STATUSES, RunResult
+from .runner import RunResult
+from .statuses import FAILING, SEVERITY, STATUS, STATUSES, junit_counts
 
 __all__ = ["SCHEMA_VERSION", "build_report", "write_reports", "STATUS_COLORS"]
 
 SCHEMA_VERSION = 1
-STATUS_COLORS = {"pass": "#2e7d32", "xfail": "#9ccc65", "unavailable": "#bdbdbd",
-                 "unexported": "#ef6c00",
-                 "unsupported": "#ffb300", "error": "#8e24aa", "fail": "#d32f2f",
-                 "xpass": "#1565c0"}
-# Worst-first order used when several cells share one heat-map square.
-_SEVERITY = ["fail", "xpass", "error", "unexported", "unsupported", "xfail", "unavailable",
-             "pass"]
+STATUS_COLORS = {name: s.colour for name, s in STATUS.items()}
+_SEVERITY = list(SEVERITY)      # worst first: a heat-map square takes its worst cell's colour
 
 
 def build_report(result: RunResult, env: dict, meta: dict) -> dict[str, Any]:
@@ -47,22 +43,18 @@ def _fmt(x: float | str | None) -> str:
 
 def _junit(report: dict) -> bytes:
     cells = report["cells"]
+    counts = junit_counts([c["status"] for c in cells])
     suite = ET.Element("testsuite", name="conformance", tests=str(len(cells)),
-                       failures=str(sum(c["status"] in ("fail", "xpass") for c in cells)),
-                       errors=str(sum(c["status"] in ("error", "unsupported", "unexported")
-                                      for c in cells)),
-                       skipped=str(sum(c["status"] in ("unavailable", "xfail") for c in cells)),
-                       time=str(report["seconds"]))
+                       **{k: str(v) for k, v in counts.items()}, time=str(report["seconds"]))
     for c in cells:
         tc = ET.SubElement(suite, "testcase", classname=f"conformance.{c['runtime']}",
                            name=c["case"], time=str(c["wall_s"] or 0))
         detail = (f"max_abs_err={_fmt(c['max_abs_err'])} max_rel_err={_fmt(c['max_rel_err'])} "
                   f"tolerance={c['tolerance']} {c['message']}").strip()
-        if c["status"] in ("fail", "xpass"):
-            ET.SubElement(tc, "failure", message=c["status"]).text = detail
-        elif c["status"] in ("error", "unsupported", "unexported"):
-            ET.SubElement(tc, "error", message=c["status"]).text = detail
-        elif c["status"] in ("unavailable", "xfail"):
+        kind = STATUS[c["status"]].junit
+        if kind in ("failure", "error"):
+            ET.SubElement(tc, kind, message=c["status"]).text = detail
+        elif kind == "skipped":
             ET.SubElement(tc, "skipped", message=f"{c['status']}: {c['message']}"[:1000])
     return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
 
@@ -169,10 +161,8 @@ def _square_text(cells: list[dict]) -> str:
     if n["unavailable"] == len(cells):
         return "n/a"
     parts = [f"{n['pass']}/{len(cells) - n['unavailable']} pass"]
-    parts += [f"{n[s]} {s}" for s in ("fail", "xpass", "error", "unsupported", "unexported")
-              if n[s]]
-    known = {"fail": "wrong", "unsupported": "refused", "error": "crash",
-             "unexported": "not exported"}
+    parts += [f"{n[s]} {s}" for s in SEVERITY if STATUS[s].failing and n[s]]
+    known = {s: STATUS[s].observed_as for s in SEVERITY if STATUS[s].observed_as}
     for observed, word in known.items():   # xfail squares say which kind of known failure
         k = sum(c["status"] == "xfail" and c.get("observed") == observed for c in cells)
         if k:

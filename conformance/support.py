@@ -10,6 +10,9 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from .statuses import STATUS
+from .versions import pinned
+
 __all__ = ["FEATURES", "support_rows", "support_markdown", "load_reports", "in_scope",
            "exporters_markdown", "replace_block"]
 
@@ -53,8 +56,7 @@ FEATURES: dict[str, Callable[[Labels], bool]] = {
     and c.get("lowering") == "scan" and not c.get("proj_size"),
     "nn.LSTM proj_size (scan lowering only)": lambda c: bool(c.get("proj_size")),
 }
-_WHAT = {"fail": "silently wrong", "error": "crash/error", "unsupported": "refused",
-         "unexported": "not exported"}
+_WHAT = {name: s.observed_as for name, s in STATUS.items() if s.observed_as}
 # Rows isolate one feature: other rows look only at models that take h_0, handle batch_first by
 # transposes and have no sequence_lens, so a runtime's trouble with layout=1, a missing h_0 or
 # sequence_lens shows in its own row and nowhere else. The LSTM/GRU rows repeat that split.
@@ -121,7 +123,7 @@ def _summary(cells: list[dict]) -> str:
         worst = max(float(c["max_abs_err"]) for c in ok)
         parts.append(f"{'✅' if len(ok) == len(ran) else '◐'} {len(ok)}/{len(ran)} pass "
                      f"(max err {worst:.1e})")
-    for observed in ("fail", "error", "unsupported", "unexported"):
+    for observed in _WHAT:
         bad = [c for c in ran if c["observed"] == observed]
         if bad:
             ids = sorted({c["divergence"]["id"] for c in bad if c.get("divergence")})
@@ -162,7 +164,7 @@ def support_markdown(cells: list[dict], reports: list[dict], command: str) -> st
              "❌ silently wrong results (the dangerous kind); ⛔ refused at load, or crashed. "
              "Bracketed names are the reviewed entries of "
              "[conformance/divergences.toml](../conformance/divergences.toml).", "",
-             "| feature | " + " | ".join(rt if "@" in rt else f"{rt} {versions.get(rt, '')}"
+             "| feature | " + " | ".join(rt if pinned(rt) else f"{rt} {versions.get(rt, '')}"
                                          for rt in runtimes) + " |",
              "|---|" + "---|" * len(runtimes)]
     for feature, row in table.items():

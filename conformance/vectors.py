@@ -17,7 +17,7 @@ import numpy as np
 from exporter.errors import ExportError
 
 from .compare import tolerance_for
-from .runner import Prepared
+from .prepare import Prepared
 from .tensors import read_tensors, write_tensors
 
 __all__ = ["write_vectors", "read_vectors"]

@@ -19,18 +19,29 @@ from packaging.version import InvalidVersion, Version
 
 from exporter.errors import ExportError
 
-__all__ = ["VERSIONED", "split_name", "cache_root", "site_for", "ensure_installed",
-           "version_problem"]
+__all__ = ["VERSIONED", "pinned", "base_of", "split_name", "cache_root", "site_for",
+           "ensure_installed", "version_problem"]
 
 # runtime → the pip package its adapter imports (the adapters that can take @VERSION)
 VERSIONED = {"ort-cpu": "onnxruntime"}
 
 
+def pinned(name: str) -> bool:
+    """Whether a runtime name asks for a pinned release ("ort-cpu@1.22.1"); a module:Class
+    path never does, whatever characters it holds."""
+    return "@" in name and ":" not in name
+
+
+def base_of(name: str) -> str:
+    """"ort-cpu@1.22.1" → "ort-cpu": what known divergences and tolerances match on."""
+    return name.partition("@")[0] if pinned(name) else name
+
+
 def split_name(name: str) -> tuple[str, str | None]:
     """"ort-cpu@1.22.1" → ("ort-cpu", "1.22.1"); a plain name → (name, None)."""
-    base, sep, version = name.partition("@")
-    if not sep:
+    if not pinned(name):
         return name, None
+    base, _, version = name.partition("@")
     if base not in VERSIONED:
         raise ExportError(f"{base} takes no @VERSION; versioned runtimes: {', '.join(VERSIONED)}")
     try:
@@ -70,7 +81,7 @@ def version_problem(name: str, imported: str | None) -> str | None:
     """Why a runtime started as `name` is not the release it claims, if it is not: a pinned
     `ort-cpu@1.21.0` must import onnxruntime 1.21.0 (an incomplete cache folder, or a run in
     this process, would import the installed one instead)."""
-    if "@" not in name or ":" in name:
+    if not pinned(name):
         return None
     base, version = split_name(name)
     try:

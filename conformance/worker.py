@@ -95,7 +95,7 @@ def _serve(conn: Any, name: str, log_path: str | None = None) -> None:
 
 def _serve_requests(conn: Any, name: str, log_path: str | None) -> None:
     from .versions import site_for
-    site = site_for(name) if "@" in name else None
+    site = site_for(name)
     if site is not None:      # a pinned runtime version: its install goes first on the path
         import sys
         sys.path.insert(0, str(site))

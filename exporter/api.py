@@ -84,14 +84,12 @@ def _check_args(spec: RNNSpec, args: Any, options: ExportOptions) -> None:
         raise ExportError("an example initial state was given but initial_state='zeros' "
                           "leaves it out")
     if len(args) == 2:
-        batch = x.shape[0] if spec.batch_first else x.shape[1]
-        LD = spec.num_layers * spec.num_directions
-        states = zip(("h_0", "c_0"), args[1] if lstm else (args[1],),
-                     (spec.state_size, spec.hidden_size))
-        for name, t, size in states:
-            if list(t.shape) != [LD, batch, size]:
-                raise ExportError(f"example {name} has shape {list(t.shape)}, expected "
-                                  f"{[LD, batch, size]}")
+        batch = x.shape[spec.batch_axis]
+        for state, t in zip(spec.cell_info.states, args[1] if lstm else (args[1],)):
+            want = spec.state_shape(state, batch)
+            if list(t.shape) != want:
+                raise ExportError(f"example {state}_0 has shape {list(t.shape)}, expected "
+                                  f"{want}")
 
 
 def _options(options: Mapping[str, Any]) -> ExportOptions:
@@ -153,18 +151,22 @@ _MODULE_ONLY = ("dynamic_shapes", "input_names", "output_names")
 
 def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
            **options: Any) -> onnx.ModelProto:
-    """Export to an ONNX graph whose RNNs are native RNN ops; write it to `f` if given.
+    """Export to an ONNX graph whose recurrent modules are native RNN / LSTM / GRU ops (or the
+    scan lowering); write it to `f` if given.
 
     `model` is an nn.RNN, nn.LSTM or nn.GRU (graph I/O: input[, h_0[, c_0]][, sequence_lens]
     → output, h_n[, c_n]), or any nn.Module whose forward uses them, exported through
     torch.onnx with `args` as example inputs (required then) and every recurrent module
     lowered to native RNN / LSTM / GRU nodes.
-    options: opset (default 17), initial_state ("input" or "zeros", nn.RNN only),
-    batch_layout ("transpose" or "attribute"; batch_first RNNs only),
-    sequence_lens (bool, nn.RNN only: add the int32 input sequence_lens [batch]),
-    lowering ("rnn": native RNN nodes, default; "scan": MatMul + Scan, nn.RNN only);
-    for whole modules also dynamic_shapes (torch.export's; default: every dimension
-    Dim.AUTO), input_names, output_names.
+    options, for every front door: opset (default 17); batch_layout ("transpose" or
+    "attribute": layout=1 nodes; batch_first modules only); lowering ("rnn": native nodes,
+    default; "scan": hoisted projections + a Scan, the only exact export of an LSTM's
+    proj_size); allow_nonfinite; external_data; verify (default True: the file is run on
+    onnxruntime at two other shapes and compared with torch before it is written).
+    For a recurrent module itself: initial_state ("input" or "zeros") and sequence_lens (bool:
+    the int32 input sequence_lens [batch], PackedSequence semantics).
+    For whole modules: dynamic_shapes (torch.export's; default: every dimension Dim.AUTO),
+    input_names, output_names.
     """
     import torch
 
@@ -196,5 +198,5 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
     if args is not None:
         _check_args(spec, args, opts)
         x = (args if isinstance(args, (tuple, list)) else (args,))[0]
-        example = (int(x.shape[0]), int(x.shape[1]))[::-1 if not spec.batch_first else 1]
+        example = (int(x.shape[spec.batch_axis]), int(x.shape[spec.seq_axis]))
     return _build(spec, module_state(model), f, opts, example)

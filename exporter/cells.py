@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
-__all__ = ["Cell", "CELLS", "CELL_NAMES"]
+__all__ = ["Cell", "CELLS", "CELL_NAMES", "ONNX_OPS"]
 
 
 @dataclass(frozen=True)
@@ -48,3 +48,5 @@ CELLS = MappingProxyType({
                 has_proj=False, extra_attrs=(("linear_before_reset", 1),)),
 })
 CELL_NAMES = tuple(CELLS)
+# the ONNX recurrent operators, one per cell: RNN, LSTM, GRU
+ONNX_OPS = tuple(c.onnx_op for c in CELLS.values())

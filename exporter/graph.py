@@ -23,22 +23,20 @@ PRODUCER_NAME = "torch-rnn-onnx"
 
 
 def _io(spec: RNNSpec, options: ExportOptions) -> tuple[list, list]:
-    D, H, L, S = spec.num_directions, spec.hidden_size, spec.num_layers, spec.state_size
-    lstm = spec.cell_info.has_cell_state
-    seq_batch = ["batch", "seq"] if spec.batch_first else ["seq", "batch"]
+    D, S = spec.num_directions, spec.state_size
+    seq_batch = spec.leading("batch", "seq")
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT,
                                             seq_batch + [spec.input_size])]
     if options.has_h0:
-        inputs.append(helper.make_tensor_value_info("h_0", TensorProto.FLOAT, [L * D, "batch", S]))
-        if lstm:
-            inputs.append(helper.make_tensor_value_info("c_0", TensorProto.FLOAT,
-                                                        [L * D, "batch", H]))
+        inputs += [helper.make_tensor_value_info(f"{state}_0", TensorProto.FLOAT,
+                                                 spec.state_shape(state, "batch"))
+                   for state in spec.cell_info.states]
     if options.sequence_lens:   # the recurrent ops take int32 lengths only
         inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, ["batch"]))
-    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, seq_batch + [D * S]),
-               helper.make_tensor_value_info("h_n", TensorProto.FLOAT, [L * D, "batch", S])]
-    if lstm:
-        outputs.append(helper.make_tensor_value_info("c_n", TensorProto.FLOAT, [L * D, "batch", H]))
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, seq_batch + [D * S])]
+    outputs += [helper.make_tensor_value_info(f"{state}_n", TensorProto.FLOAT,
+                                              spec.state_shape(state, "batch"))
+                for state in spec.cell_info.states]
     return inputs, outputs
 
 

@@ -103,6 +103,37 @@ class RNNSpec:
         """Features of h (and of each direction's output): proj_size when projected."""
         return self.proj_size or self.hidden_size
 
+    def state_sizes(self) -> dict[str, int]:
+        """The last dimension of each recurrent state, keyed as cells.py names them: h has
+        state_size features (proj_size when projected), an LSTM's c always hidden_size."""
+        sizes = {"h": self.state_size, "c": self.hidden_size}
+        return {name: sizes[name] for name in self.cell_info.states}
+
+    @property
+    def layer_directions(self) -> int:
+        """num_layers · num_directions: the first dimension of h_0 / h_n (and c_0 / c_n)."""
+        return self.num_layers * self.num_directions
+
+    def state_shape(self, state: str, batch: Any) -> list[Any]:
+        """torch's [layers·dirs, batch, size] of state "h" or "c"."""
+        return [self.layer_directions, batch, self.state_sizes()[state]]
+
+    @property
+    def seq_axis(self) -> int:
+        """Where the sequence is in torch's input and output: 1 with batch_first, else 0."""
+        return 1 if self.batch_first else 0
+
+    @property
+    def batch_axis(self) -> int:
+        """Where the batch is in torch's input and output: 0 with batch_first, else 1."""
+        return 0 if self.batch_first else 1
+
+    def leading(self, batch: Any, seq: Any) -> list[Any]:
+        """[seq, batch] or, batch_first, [batch, seq]: the two leading dims of input/output."""
+        dims = [None, None]
+        dims[self.seq_axis], dims[self.batch_axis] = seq, batch
+        return dims
+
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "RNNSpec":
         """Build from nn.RNN / nn.LSTM / nn.GRU keyword arguments plus `cell`; unknown or

@@ -58,19 +58,18 @@ def _placeholder_class() -> type:
                                   "batch dimension to keep dynamic): add a batch dimension")
             s = self.spec
             lstm = s.cell_info.has_cell_state
-            batch = x.shape[0] if s.batch_first else x.shape[1]
-            D, H, S, LD = s.num_directions, s.hidden_size, s.state_size, s.num_layers * s.num_directions
+            batch = x.shape[s.batch_axis]
             # nn.LSTM's state is (h, c); nn.RNN's and nn.GRU's is h alone
             states = [] if hx is None else (list(hx) if lstm else [hx])
             # Tell torch.export what the torch module itself would check, so the graph's
             # declared shapes tie the states' batch to the input's and keep feature sizes static.
             torch._check(x.shape[2] == s.input_size)
-            for t, size in zip(states, (S, H)):
-                torch._check(t.shape[0] == LD)
-                torch._check(t.shape[1] == batch)
-                torch._check(t.shape[2] == size)
-            shapes = [[x.shape[0], x.shape[1], D * S], [LD, batch, S]] + ([[LD, batch, H]]
-                                                                           if lstm else [])
+            for t, name in zip(states, s.cell_info.states):
+                for got, want in zip(t.shape, s.state_shape(name, batch)):
+                    torch._check(got == want)
+            # output [seq, batch, D·S] (batch_first: [batch, seq, D·S]), then h_n[, c_n]
+            shapes = [[x.shape[0], x.shape[1], s.num_directions * s.state_size]] + [
+                s.state_shape(name, batch) for name in s.cell_info.states]
             outs = torch.onnx.ops.symbolic_multi_out(
                 f"{PLACEHOLDER_DOMAIN}::RNN", (x, *states), {"key": self.key},
                 dtypes=tuple(x.dtype for _ in shapes), shapes=shapes, version=1)
@@ -269,8 +268,7 @@ def _name_dims(graph: onnx.GraphProto, specs_by_input: list[tuple[str, RNNSpec]]
         dims = _dims_of(graph, x)
         if len(dims) < 2:
             continue
-        seq_axis, batch_axis = (1, 0) if spec.batch_first else (0, 1)
-        for axis, word in ((seq_axis, "seq"), (batch_axis, "batch")):
+        for axis, word in ((spec.seq_axis, "seq"), (spec.batch_axis, "batch")):
             if dims[axis] and word not in rename.values():
                 rename.setdefault(dims[axis], word)
     for vi in (*graph.input, *graph.output, *graph.value_info):
@@ -282,8 +280,8 @@ def _name_dims(graph: onnx.GraphProto, specs_by_input: list[tuple[str, RNNSpec]]
 def _splice(model: onnx.ModelProto, paths: list[str], specs: list[RNNSpec],
             weights: list[list[LayerWeights]], batch_layout: str, lowering: str = "rnn"
             ) -> tuple[list[tuple[str, RNNSpec]], list[tuple[str, RNNSpec]]]:
-    """Returns the (input, spec) and (output, spec) tensor names of every spliced RNN."""
-    """Replace every placeholder node by lower_rnn's nodes, in place and in order."""
+    """Replace every placeholder node by lower_rnn's nodes, in place and in order; returns the
+    (input, spec) and (output, spec) tensor names of every spliced RNN."""
     g = model.graph
     taken = {n for node in g.node for n in (*node.input, *node.output, node.name)}
     taken |= {t.name for t in g.initializer} | {v.name for v in (*g.input, *g.output)}
@@ -299,11 +297,10 @@ def _splice(model: onnx.ModelProto, paths: list[str], specs: list[RNNSpec],
         b = GraphBuilder(prefix=f"{path}/", taken=taken)
         ins = [n or None for n in node.input] + [None, None]
         h0, c0 = ins[1], ins[2]
-        LD = spec.num_layers * spec.num_directions
         _pin_input_dims(g, node.input[0], {2: spec.input_size})
-        for state, size in ((h0, spec.state_size), (c0, spec.hidden_size)):
+        for state, size in zip((h0, c0), spec.state_sizes().values()):
             if state is not None:
-                _pin_input_dims(g, state, {0: LD, 2: size})
+                _pin_input_dims(g, state, {0: spec.layer_directions, 2: size})
         edges = dict(x=node.input[0], h0=h0, c0=c0, out=node.output[0], h_n=node.output[1],
                      c_n=node.output[2] if len(node.output) > 2 else None)
         if lowering == "scan":
@@ -335,8 +332,7 @@ def _verify(model: onnx.ModelProto, rnn_edges: list[tuple[str, RNNSpec]], n_rnns
     for x, spec in rnn_edges:
         dims = [d for vi in (*g.input, *g.value_info, *g.output) if vi.name == x
                 for d in vi.type.tensor_type.shape.dim][:2]
-        seq_axis, batch_axis = (1, 0) if spec.batch_first else (0, 1)
-        for axis, word in ((seq_axis, "sequence length"), (batch_axis, "batch size")):
+        for axis, word in ((spec.seq_axis, "sequence length"), (spec.batch_axis, "batch size")):
             if axis < len(dims) and dims[axis].HasField("dim_value"):
                 size = dims[axis].dim_value
                 why = ("torch.export specialises every dimension of size 0 or 1: give example "

@@ -19,51 +19,17 @@ import numpy as np
 import onnx
 
 from .errors import ExportError
+from .cells import ONNX_OPS
+from .feeds import make_feeds, rnn_forward
 from .spec import ExportOptions, RNNSpec
 
-__all__ = ["verify_rnn", "verify_module", "rnn_forward", "layout0", "VERIFY_TOLERANCE",
-           "RECURRENT_OPS"]
-
-RECURRENT_OPS = ("RNN", "LSTM", "GRU")
+__all__ = ["verify_rnn", "verify_module", "layout0", "VERIFY_TOLERANCE"]
 
 # |ort − torch| ≤ atol + rtol·|torch| per element: loose enough for float32 noise in deep
 # models, tight enough for what it is for (hooks and shape guards are off by 0.1–1)
 VERIFY_TOLERANCE = (1e-4, 1e-3)
 # onnxruntime takes a model from memory only below protobuf's 2 GiB limit
 _MAX_IN_MEMORY = (1 << 31) - (1 << 24)
-
-
-def rnn_forward(module: Any, feeds: Mapping[str, np.ndarray], dtype: Any
-                ) -> dict[str, np.ndarray]:
-    """An nn.RNN / LSTM / GRU in torch eager on graph-named feeds (input[, h_0[, c_0]]
-    [, sequence_lens]) → output, h_n[, c_n]. With sequence_lens, the packed computation a
-    padded batch gets: pack_padded_sequence(enforce_sorted=False) → RNN →
-    pad_packed_sequence(padding 0) — what the ONNX op's sequence_lens means."""
-    import torch
-    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-    def tensor(name: str) -> Any:
-        return torch.from_numpy(np.ascontiguousarray(feeds[name])).to(dtype)
-
-    x = tensor("input")
-    # nn.LSTM takes and returns its state as (h, c); nn.RNN and nn.GRU as h alone
-    lstm = isinstance(module, torch.nn.LSTM)
-    hx = [] if "h_0" not in feeds else [(tensor("h_0"), tensor("c_0")) if lstm else tensor("h_0")]
-    bf = module.batch_first
-    with torch.no_grad(), warnings.catch_warnings():
-        # torch notes that oneDNN lacks projected LSTMs and falls back: not the user's concern
-        warnings.filterwarnings("ignore", message="LSTM with projections")
-        if "sequence_lens" not in feeds:
-            out, state = module(x, *hx)
-        else:
-            lengths = torch.from_numpy(np.asarray(feeds["sequence_lens"], np.int64))
-            packed = pack_padded_sequence(x, lengths, batch_first=bf, enforce_sorted=False)
-            out, state = module(packed, *hx)
-            out, _ = pad_packed_sequence(out, batch_first=bf, padding_value=0.0,
-                                         total_length=x.shape[1 if bf else 0])
-    if lstm:
-        return {"output": out.numpy(), "h_n": state[0].numpy(), "c_n": state[1].numpy()}
-    return {"output": out.numpy(), "h_n": state.numpy()}
 
 
 def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
@@ -86,7 +52,7 @@ def layout0(model: onnx.ModelProto) -> None:
             for g in _subgraphs(node):
                 fix(g)
             layout = next((a.i for a in node.attribute if a.name == "layout"), 0)
-            if node.op_type not in RECURRENT_OPS or layout != 1:
+            if node.op_type not in ONNX_OPS or layout != 1:
                 nodes.append(node)
                 continue
             next(a for a in node.attribute if a.name == "layout").i = 0
@@ -112,7 +78,7 @@ def _session(model: onnx.ModelProto) -> Any:
     import onnxruntime as ort
 
     if any(a.name == "layout" and a.i == 1 for n in model.graph.node for a in n.attribute
-           if n.op_type in RECURRENT_OPS):
+           if n.op_type in ONNX_OPS):
         model = onnx.ModelProto.FromString(model.SerializeToString())
         layout0(model)         # onnxruntime refuses layout=1: verify the same computation
 
@@ -180,21 +146,9 @@ def verify_rnn(model: onnx.ModelProto, spec: RNNSpec, state: Mapping[str, np.nda
     module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
     module.eval()
     sess = _session(model)
-    rng = np.random.default_rng(0)
-    LD = spec.num_layers * spec.num_directions
-    for batch, seq in _rnn_shapes(example):
-        shape = (batch, seq, spec.input_size) if spec.batch_first else (seq, batch,
-                                                                          spec.input_size)
-        feeds = {"input": rng.standard_normal(shape, dtype=np.float32)}
-        if opts.initial_state == "input":
-            feeds["h_0"] = rng.standard_normal((LD, batch, spec.state_size), dtype=np.float32)
-            if spec.cell_info.has_cell_state:
-                feeds["c_0"] = rng.standard_normal((LD, batch, spec.hidden_size),
-                                                   dtype=np.float32)
-        if opts.sequence_lens:
-            lengths = rng.integers(1, seq + 1, batch).astype(np.int32)
-            lengths[0] = max(1, seq - 1)     # one padded sequence wherever seq > 1
-            feeds["sequence_lens"] = lengths
+    for k, (batch, seq) in enumerate(_rnn_shapes(example)):
+        feeds = make_feeds(spec, batch, seq, opts.initial_state == "input", k,
+                           "unsorted" if opts.sequence_lens else None)
         want = rnn_forward(module, feeds, torch.float32)
         names = [o.name for o in sess.get_outputs()]
         got = sess.run(names, feeds)

@@ -8,7 +8,10 @@ import torch
 
 from exporter.spec import RNNSpec
 
-ATOL, RTOL = 1e-5, 1e-4
+from conformance.compare import tolerance_for
+
+# the default rule of conformance/tolerances.toml, the one source of the number
+ATOL, RTOL = (lambda t: (t.atol, t.rtol))(tolerance_for("*", "*"))
 
 
 def ort_run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

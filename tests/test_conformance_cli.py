@@ -10,10 +10,11 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from conformance.cli import main
 from exporter import export
 from models import SeedRNN
 
-from .helpers import ROOT, run_module
+from .helpers import ATOL, RTOL, ROOT, run_module
 
 
 def conformance(*args: str, cwd: Path):
@@ -130,7 +131,7 @@ def test_vectors_round_trip_and_replay(tmp_path):
         want = onnx.TensorProto()
         want.ParseFromString((data / "output_0.pb").read_bytes())
         got = sess.run(["output"], feeds)[0]
-        np.testing.assert_allclose(got, numpy_helper.to_array(want), atol=1e-5, rtol=1e-4)
+        np.testing.assert_allclose(got, numpy_helper.to_array(want), atol=ATOL, rtol=RTOL)
     r = conformance("replay", "vec", "--runtimes", "ort-cpu,onnx-reference", "--report-dir",
                     "rep", "--no-heatmap", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -196,3 +197,31 @@ def test_bench_profile_sorts_real_onnxruntime_time_into_categories():
     rnn = profile(export(module).SerializeToString(), 1, feeds, 1, 3)
     assert rnn["recurrent op"] > 0 and "scan" not in rnn
     assert set(Path(tempfile.gettempdir()).glob("rnn-bench-profile*")) == before
+
+
+def test_check_reports_carry_the_lowering_read_from_the_graph(tmp_path):
+    """A scan-lowered file checked by `check` is counted in the support table's scan rows:
+    its cells say lowering "scan" (read from its graph), an RNN-op file "rnn"."""
+    from exporter.cli import main as exporter_main
+
+    for lowering in ("scan", "rnn"):
+        model = tmp_path / f"{lowering}.onnx"
+        assert exporter_main(["export", "--lowering", lowering, "-o", str(model)]) == 0
+        rep = tmp_path / f"rep-{lowering}"
+        assert main(["check", str(model), "--runtimes", "ort-cpu", "--inputs", "2x3",
+                     "--report-dir", str(rep), "--no-heatmap"]) == 0
+        cells = json.loads((rep / "report.json").read_text())["cells"]
+        assert {c["labels"]["lowering"] for c in cells} == {lowering}
+
+
+def test_preparation_progress_reaches_its_total(tmp_path):
+    """torch.onnx exports that are skipped (layout=1 models are ours alone) or shared still
+    count as steps, so the bar ends at len(cases) × len(exporters), not short of it."""
+    from conformance.matrix import load_matrix, select
+    from conformance.runner import prepare_matrix
+
+    cases = select(load_matrix("smoke"), "*layout1*")
+    assert cases
+    steps: list[int] = []
+    prepare_matrix(cases, tmp_path, on_case=steps.append, exporters=("ours", "torch-legacy"))
+    assert sum(steps) == 2 * len(cases)

@@ -27,7 +27,7 @@ from conformance.truth import make_feeds, torch_truth
 from conformance.vectors import write_vectors
 from exporter import RNNSpec, export
 
-from .helpers import installed_runtimes
+from .helpers import ATOL, RTOL, installed_runtimes
 from .mutations import ADVERSARIAL_NAME, mutate
 
 INPUTS = [(3, 9), (2, 5)]
@@ -212,7 +212,7 @@ def test_layout1_is_verified_through_transposes(world):
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, p.feeds)))
     for name, want in p.f32.items():
-        np.testing.assert_allclose(got[name], want, atol=1e-5, rtol=1e-4)
+        np.testing.assert_allclose(got[name], want, atol=ATOL, rtol=RTOL)
 
 
 def test_dead_node_adds_no_feature(world, installed, tmp_path):

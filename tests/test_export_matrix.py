@@ -9,7 +9,7 @@ import pytest
 
 from exporter import RNNSpec, export
 
-from .helpers import assert_close, feeds_for, make_inputs, ort_run, torch_outputs
+from .helpers import ATOL, RTOL, assert_close, feeds_for, make_inputs, ort_run, torch_outputs
 from .numpy_rnn import run_model
 
 AXES = list(itertools.product([1, 2, 3], ["tanh", "relu"], [True, False], [False, True],
@@ -108,5 +108,5 @@ def test_numpy_spec_reading_agrees(case, exported):
     out, hn = run_model(model, x.numpy(), None if h0 is None else h0.numpy().astype(np.float64),
                         spec.batch_first)
     want = torch_outputs(module, x, h0)
-    np.testing.assert_allclose(out, want[0], atol=1e-5, rtol=1e-4)
-    np.testing.assert_allclose(hn, want[1], atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(out, want[0], atol=ATOL, rtol=RTOL)
+    np.testing.assert_allclose(hn, want[1], atol=ATOL, rtol=RTOL)

@@ -21,7 +21,7 @@ from exporter.cli import main as exporter_main
 from exporter.files import TEMP_TAG
 from exporter.lowering.stack import GraphBuilder
 
-from .helpers import ROOT
+from .helpers import ATOL, RTOL, ROOT
 
 
 def _run(model_path, feeds):
@@ -105,7 +105,7 @@ def test_aliased_and_subclassed_rnns_are_lowered_and_stay_dynamic(cls, tmp_path)
     (got,) = _run(tmp_path / "m.onnx", {model.graph.input[0].name: x.numpy()})
     with torch.no_grad():
         want = module(x).numpy()
-    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
 
 
 def test_subclass_overriding_forward_and_cells_are_refused_lstm_subclass_lowered():
@@ -158,7 +158,7 @@ def test_tree_shaped_forward_arguments_export_by_default(cls, tmp_path):
     (got,) = _run(tmp_path / "m.onnx", {name: x2.numpy()})
     with torch.no_grad():
         want = module(((x2, None)) if cls is TupleArg else {"insample_y": x2}).numpy()
-    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
 
 
 def test_rnn_outside_the_module_tree_is_refused():

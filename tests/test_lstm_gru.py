@@ -16,6 +16,8 @@ from conformance.truth import make_feeds, torch_truth
 from exporter import ExportError, RNNSpec, export, spec_from_checkpoint
 from exporter.cli import main as exporter_main
 
+from .helpers import ATOL, RTOL
+
 
 def _ort(model: onnx.ModelProto, feeds: dict) -> dict:
     so = ort.SessionOptions()
@@ -124,4 +126,4 @@ def test_whole_model_lstm_tagger_runs_at_any_length(tmp_path):
         (got,) = _ort(onnx_model, {onnx_model.graph.input[0].name: ids.numpy()}).values()
         with torch.no_grad():
             want = model(ids).numpy()
-        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
+        np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)

@@ -13,7 +13,7 @@ from conformance.truth import LENGTH_PATTERNS, make_feeds, torch_truth
 from exporter import RNNSpec, export
 from models import PaddedSentenceClassifier
 
-from .helpers import assert_close
+from .helpers import ATOL, RTOL, assert_close
 
 AXES = list(itertools.product([1, 2, 3], ["tanh", "relu"], [True, False], [False, True],
                               [False, True], ["input", "zeros"]))
@@ -95,4 +95,4 @@ def test_padded_sentence_classifier_example():
     _, h_n = sess.run(None, {"input": x, "sequence_lens": lengths.numpy().astype(np.int32)})
     last = np.concatenate([h_n[-2], h_n[-1]], axis=-1)
     logits = last @ clf.head.weight.detach().numpy().T + clf.head.bias.detach().numpy()
-    np.testing.assert_allclose(logits, want, atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(logits, want, atol=ATOL, rtol=RTOL)

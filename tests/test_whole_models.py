@@ -12,6 +12,8 @@ from torch import nn
 from exporter import ExportError, export
 from models import COMPOSITES
 
+from .helpers import ATOL, RTOL
+
 SHAPES = [(1, 1), (3, 17), (2, 64)]     # (batch, seq); none is the export example's (2, 5)
 
 
@@ -56,7 +58,7 @@ def test_numbers_at_other_shapes(name):
         got = sess.run(list(comp.outputs), feeds)
         for g, w in zip(got, _torch(module, feeds)):
             assert g.shape == w.shape
-            np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-4)
+            np.testing.assert_allclose(g, w, atol=ATOL, rtol=RTOL)
 
 
 def test_h0_passed_or_omitted():
@@ -77,7 +79,7 @@ def test_h0_passed_or_omitted():
     sess = ort.InferenceSession(without.SerializeToString(), providers=["CPUExecutionProvider"])
     x = torch.randn(4, 9, 3)
     np.testing.assert_allclose(sess.run(None, {"x": x.numpy()})[0], m(x).detach().numpy(),
-                               atol=1e-5, rtol=1e-4)
+                               atol=ATOL, rtol=RTOL)
 
 
 def test_refusals():

@@ -100,15 +100,47 @@ async function serve() {
 //   a name are matched by position, as onnx's backend runner does; duplicate names are refused);
 // - dtype and dims must equal torch's; any NaN/±Inf in a result fails; a truth that is not
 //   finite cannot be judged against (an error, never a pass); no truth at all is never a pass;
-// - tolerances are the default rule (|got − want| ≤ atol + rtol·|want|, 1e-5 / 1e-4); a
-//   case.json may only tighten them, never loosen them.
-const DEFAULT_TOL = { atol: 1e-5, rtol: 1e-4 };
+// - tolerances are conformance/tolerances.toml's (the one source of the numbers: the last rule
+//   whose dtype, runtime and output globs match, as compare.py reads it); a case.json may only
+//   tighten them, never loosen them.
+const RUNTIME = backendName === 'web' ? 'ort-web' : 'ort-node';
+
+function globToRegExp(glob) {
+  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body}$`);
+}
+
+function tomlRules() {
+  // [[tolerance]] blocks of `key = "glob"` / `key = number` lines (comments and blank lines skipped)
+  const text = readFileSync(new URL('../tolerances.toml', import.meta.url), 'utf8');
+  return text.split(/^\[\[tolerance\]\]\s*$/m).slice(1).map((block) => {
+    const rule = {};
+    for (const line of block.split('\n')) {
+      const m = line.replace(/#.*$/, '').match(/^\s*(\w+)\s*=\s*(?:"([^"]*)"|([-+0-9.eE]+))\s*$/);
+      if (m) rule[m[1]] = m[2] !== undefined ? m[2] : Number(m[3]);
+    }
+    return rule;
+  });
+}
+const RULES = tomlRules();
+
+function defaultTolerance(output) {
+  let found = null;
+  for (const rule of RULES) {
+    const fits = [['dtype', 'float32'], ['runtime', RUNTIME], ['output', output]]
+      .every(([k, v]) => globToRegExp(rule[k] ?? '*').test(v));
+    if (fits) found = { atol: rule.atol, rtol: rule.rtol };
+  }
+  if (!found) throw new Error(`no tolerance for float32/${RUNTIME}/${output} in tolerances.toml`);
+  return found;
+}
 
 function tolerance(meta, name) {
   const all = meta.tolerance !== null && typeof meta.tolerance === 'object' ? meta.tolerance : {};
   const t = Object.hasOwn(all, name) && all[name] !== null && typeof all[name] === 'object' ? all[name] : {};
-  const pick = (v, d) => (typeof v === 'number' && v >= 0 ? Math.min(v, d) : d);
-  return { atol: pick(t.atol, DEFAULT_TOL.atol), rtol: pick(t.rtol, DEFAULT_TOL.rtol) };
+  const d = defaultTolerance(name);
+  const pick = (v, dflt) => (typeof v === 'number' && v >= 0 ? Math.min(v, dflt) : dflt);
+  return { atol: pick(t.atol, d.atol), rtol: pick(t.rtol, d.rtol) };
 }
 
 function named(tensors, names, what) {

@@ -32,7 +32,7 @@ def runtime_names(text: str) -> list[str]:
     from ..versions import split_name
 
     for n in names:
-        base, _ = split_name(n) if "@" in n and ":" not in n else (n, None)
+        base, _ = split_name(n)
         if base not in REGISTRY and ":" not in base:
             raise ExportError(f"unknown runtime {n!r}; known: {', '.join(REGISTRY)} "
                               "(or module:Class, or ort-cpu@VERSION)")
@@ -45,7 +45,8 @@ def runtime_names(text: str) -> list[str]:
 
 def base_name(name: str) -> str:
     """"ort-cpu@1.22.1" → "ort-cpu": what known divergences and tolerances match on."""
-    return name.partition("@")[0] if ":" not in name else name
+    from ..versions import base_of
+    return base_of(name)
 
 
 def runtime_class(name: str) -> type[Runtime]:

@@ -30,6 +30,8 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from exporter.cells import ONNX_OPS
+
 from .base import Runtime
 
 __all__ = ["OrtCpu", "OrtCuda", "OrtCudaTF32", "kernel_events", "placement_from_profile",
@@ -38,8 +40,7 @@ __all__ = ["OrtCpu", "OrtCuda", "OrtCudaTF32", "kernel_events", "placement_from_
 _INSTALL_GPU = "pip install onnxruntime-gpu (in place of onnxruntime) on a machine with CUDA"
 # The op types that carry a recurrent model's arithmetic, after onnxruntime's own fusions
 # (MatMul + Add inside a Scan body becomes FusedGemm on the CPU provider).
-RECURRENT_OPS = frozenset({"RNN", "LSTM", "GRU", "Scan", "MatMul", "Gemm", "FusedGemm",
-                           "FusedMatMul"})
+RECURRENT_OPS = frozenset({*ONNX_OPS, "Scan", "MatMul", "Gemm", "FusedGemm", "FusedMatMul"})
 # onnxruntime's message when strict mode refuses a model for CPU placement alone.
 CPU_FALLBACK_REFUSAL = "fallback to CPU EP has been explicitly disabled"
 

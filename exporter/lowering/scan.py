@@ -171,7 +171,7 @@ def _body(b: GraphBuilder, spec: RNNSpec, weights: list[dict], masked: bool) -> 
     listing a state twice as a graph output is valid ONNX but measured slower on onnxruntime."""
     sub = b.child()
     cell, D, groups = spec.cell_info, len(weights), GROUPS[spec.cell]
-    sizes = {"h": spec.state_size, "c": spec.hidden_size}
+    sizes = spec.state_sizes()
     st_in = [{s: sub.fresh(f"{s}{d}") for s in cell.states} for d in range(D)]
     xw = [[sub.fresh(f"xw{d}_g{j}") for j in range(len(groups))] for d in range(D)]
     m = [sub.fresh(f"m{d}") for d in range(D)] if masked else []
@@ -282,7 +282,7 @@ def lower_rnn_scan(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *
     shape = b.op("Shape", [x])                                  # [seq, batch, I], read once
     seq_batch = b.op("Slice", [shape, b.const("zero_1d", np.array([0], np.int64)),
                                b.const("two", np.array([2], np.int64))])         # [seq, batch]
-    sizes = {"h": spec.state_size, "c": spec.hidden_size}
+    sizes = spec.state_sizes()
     given = {"h": h0, "c": c0}
     widths = sorted({len(g) * spec.hidden_size for g in GROUPS[spec.cell]})
     seq_batch_by = {w: b.op("Concat", [seq_batch, b.const(f"width_{w}", np.array([w], np.int64))],
