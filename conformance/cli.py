@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -65,6 +66,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="seconds a runtime's worker may take to start and say whether it is "
                         "available; longer is an error for its every cell (default 120)")
     p.add_argument("--no-heatmap", action="store_true", help="skip the PNG heat map")
+    p.add_argument("--in-process", action="store_true",
+                   default=bool(os.environ.get("TORCH_RNN_CONFORMANCE_IN_PROCESS")),
+                   help="run every runtime in this process instead of one isolated worker "
+                        "each: no crash isolation and no --timeout, for debugging with pdb "
+                        "(and the mutation tester); default from "
+                        "$TORCH_RNN_CONFORMANCE_IN_PROCESS")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -233,7 +240,8 @@ def _execute(prepared: list[Prepared], args: argparse.Namespace, meta: dict) -> 
         return 1
     with progress.Live(len(prepared) * len(runtimes)) as bar:
         result = execute(prepared, runtimes, jobs=args.jobs, timeout=args.timeout,
-                         start_timeout=args.start_timeout, on_cell=bar.advance)
+                         start_timeout=args.start_timeout, on_cell=bar.advance,
+                         isolate=not args.in_process)
     report = build_report(result, environment(), meta)
     files = write_reports(report, args.report_dir, heatmap=not args.no_heatmap)
     progress.summary(result, args.require, wall=time.perf_counter() - args.started)

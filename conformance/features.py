@@ -47,6 +47,7 @@ import onnx
 from onnx import numpy_helper
 
 from exporter.cells import ONNX_OPS
+from exporter.onnx_walk import subgraphs
 
 __all__ = ["model_features", "feed_features", "case_features", "FEATURES"]
 
@@ -58,19 +59,12 @@ FEATURES = frozenset({
 _RNN_SEQUENCE_LENS, _RNN_INITIAL_H = 4, 5   # input positions of the ONNX RNN op
 
 
-def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            yield attr.g
-        yield from attr.graphs
-
-
 def _names_used(graph: onnx.GraphProto) -> set[str]:
     """Every tensor name a graph's nodes read, its subgraphs' included (outer-scope reads)."""
     used = set()
     for node in graph.node:
         used.update(node.input)
-        for g in _subgraphs(node):
+        for g in subgraphs(node):
             used |= _names_used(g)
     return used
 
@@ -79,21 +73,21 @@ def _live(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     """The nodes whose results reach one of the graph's outputs (ONNX keeps nodes in
     topological order, so one backward pass finds them)."""
     needed = {o.name for o in graph.output}
-    live = []
+    live = []          # in reverse order: features are a set, order does not matter
     for node in reversed(graph.node):
         if needed & set(node.output):
             live.append(node)
             needed.update(node.input)
-            for g in _subgraphs(node):
+            for g in subgraphs(node):
                 needed |= _names_used(g)
-    return live[::-1]
+    return live
 
 
 def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
     """The live nodes, and the live nodes of their subgraphs."""
     for node in _live(graph):
         yield node
-        for g in _subgraphs(node):
+        for g in subgraphs(node):
             yield from _nodes(g)
 
 
@@ -115,25 +109,25 @@ def _input(node: onnx.NodeProto, k: int) -> str:
 
 def _rnn_features(node: onnx.NodeProto, dims: Mapping[str, tuple]) -> set[str]:
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    direction = attrs.get("direction", b"forward")
-    direction = direction.decode() if isinstance(direction, bytes) else direction
-    feats = {f"{node.op_type.lower()}-op", "rnn-bidirectional" if direction == "bidirectional"
-             else "rnn-unidirectional"}
+    # onnx returns string attributes as bytes; no direction means forward
+    bidirectional = attrs.get("direction") == b"bidirectional"
+    feats = {f"{node.op_type.lower()}-op",
+             "rnn-bidirectional" if bidirectional else "rnn-unidirectional"}
     if node.op_type == "RNN":    # LSTM and GRU are written with ONNX's default activations
-        acts = [a.decode() if isinstance(a, bytes) else a
-                for a in attrs.get("activations", [b"Tanh"])]
+        acts = [a.decode() for a in attrs.get("activations", [b"Tanh"])]
         if "Relu" in acts:
             feats.add("rnn-activation-relu")
         if any(a != "Tanh" for a in acts):
             feats.add("rnn-activation-not-tanh")
-    if attrs.get("layout", 0) == 1:
+    layout1 = attrs.get("layout") == 1
+    if layout1:
         feats.add("rnn-layout1")
     if _input(node, _RNN_SEQUENCE_LENS):
         feats.add("rnn-sequence-lens")
     if not _input(node, _RNN_INITIAL_H):
         feats.add("rnn-no-initial-h")
-    x = dims.get(node.input[0]) if node.input else None
-    batch_axis = 0 if attrs.get("layout", 0) == 1 else 1   # X: [seq, batch, …] or [batch, seq, …]
+    x = dims.get(node.input[0])
+    batch_axis = 0 if layout1 else 1           # X: [seq, batch, …], or layout=1 [batch, seq, …]
     if x is None or len(x) <= batch_axis or x[batch_axis] is None:
         feats.add("rnn-symbolic-batch")
     return feats
@@ -163,8 +157,8 @@ def graph_features(model: onnx.ModelProto) -> frozenset[str]:
             feats |= _rnn_features(node, dims)
         elif node.op_type == "Scan":
             feats.add("scan")
-            body = next((a.g for a in node.attribute if a.name == "body"), None)
-            ops = {n.op_type for n in body.node} if body is not None else set()
+            body = next(a.g for a in node.attribute if a.name == "body")   # Scan requires it
+            ops = {n.op_type for n in body.node}
             if ops & {"Tanh", "Relu"} and ops <= {"MatMul", "Add", "Tanh", "Relu", "Identity"}:
                 feats.add("scan-rnn-body")
         elif node.op_type == "Slice" and _input(node, 4) in consts \

@@ -23,13 +23,13 @@ import functools
 import os
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import onnx
 from onnx import helper
 
-from exporter.cells import ONNX_OPS
+from exporter.onnx_walk import attribute, recurrent_nodes
 from exporter.verify import layout0
 
 from .compare import Comparison, compare
@@ -37,17 +37,8 @@ from .compare import Comparison, compare
 __all__ = ["Mistake", "MISTAKES", "UNKNOWN", "Proof", "prove"]
 
 # input positions of the ONNX RNN / LSTM / GRU ops
-_X, _SEQUENCE_LENS, _INITIAL_H, _INITIAL_C = 0, 4, 5, 6
+_SEQUENCE_LENS = 4
 UNKNOWN = "unknown"   # an entry whose mistake nobody has pinned down: it excuses no wrong result
-
-
-def _recurrent(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    for node in graph.node:
-        if node.op_type in ONNX_OPS:
-            yield node
-        for attr in node.attribute:
-            for g in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else []) + list(attr.graphs):
-                yield from _recurrent(g)
 
 
 def _set_attr(node: onnx.NodeProto, name: str, value: object) -> None:
@@ -56,30 +47,25 @@ def _set_attr(node: onnx.NodeProto, name: str, value: object) -> None:
     node.attribute.extend(keep + [helper.make_attribute(name, value)])
 
 
-def _attr(node: onnx.NodeProto, name: str, default: object) -> object:
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
-
-
 def _activations_as_tanh(model: onnx.ModelProto) -> None:
     """Every RNN node's activations read as Tanh (tract: the attribute is ignored)."""
-    for node in _recurrent(model.graph):
+    for node in recurrent_nodes(model.graph):
         if node.op_type == "RNN":
-            dirs = 2 if _attr(node, "direction", b"forward") in (b"bidirectional",
-                                                                 "bidirectional") else 1
+            dirs = 2 if attribute(node, "direction") == b"bidirectional" else 1
             _set_attr(node, "activations", ["Tanh"] * dirs)
 
 
 def _sequence_lens_ignored(model: onnx.ModelProto) -> None:
     """Every recurrent node runs every sequence to the full length: sequence_lens dropped."""
-    for node in _recurrent(model.graph):
+    for node in recurrent_nodes(model.graph):
         if len(node.input) > _SEQUENCE_LENS:
             node.input[_SEQUENCE_LENS] = ""
 
 
 def _layout_read_as_0(model: onnx.ModelProto) -> None:
     """layout=1 read as layout=0: the same tensors taken as [seq, batch, …] (OpenVINO)."""
-    for node in _recurrent(model.graph):
-        if _attr(node, "layout", 0) == 1:
+    for node in recurrent_nodes(model.graph):
+        if attribute(node, "layout") == 1:
             _set_attr(node, "layout", 0)
 
 
@@ -127,9 +113,9 @@ def _faithful(path: str, mistake: str, feeds: Mapping[str, np.ndarray]
               ) -> dict[str, np.ndarray]:
     st = os.stat(path)
     sess = _session(str(path), st.st_mtime_ns, st.st_size, mistake)
-    names = [o.name for o in sess.get_outputs()]
     wanted = {i.name for i in sess.get_inputs()}
-    return dict(zip(names, sess.run(names, {k: v for k, v in feeds.items() if k in wanted})))
+    outputs = sess.run(None, {k: v for k, v in feeds.items() if k in wanted})
+    return dict(zip((o.name for o in sess.get_outputs()), outputs))
 
 
 @dataclass(frozen=True)

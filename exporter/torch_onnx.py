@@ -42,9 +42,28 @@ def _placeholder_class() -> type:
     class RNNPlaceholder(nn.Module):
         """Stands in for one nn.RNN / LSTM / GRU during export; its call signature, one node."""
 
-        def __init__(self, spec: RNNSpec, key: int, path: str) -> None:
+        def __init__(self, spec: RNNSpec, key: int, path: str, original: Any) -> None:
             super().__init__()
             self.spec, self.key, self.path = spec, key, path
+            # Behave like the module for whatever a forward may read: its constructor's
+            # attributes (num_layers, hidden_size, batch_first, bidirectional, proj_size, …)
+            # and its parameters, under their own names. The original is kept out of the
+            # module tree (no registration), so torch.export never traces it.
+            for name, param in original.named_parameters(recurse=False):
+                self.register_parameter(name, param)
+            object.__setattr__(self, "_original", original)     # after: hasattr() reads it
+
+        def __getattr__(self, name: str) -> Any:
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                original = self.__dict__.get("_original")
+                if original is None:
+                    raise
+                return getattr(original, name)
+
+        def flatten_parameters(self) -> None:
+            """cuDNN's flat weight buffer has no meaning in an ONNX graph: nothing to do."""
 
         def forward(self, x: Any, hx: Any = None) -> tuple[Any, Any]:
             if isinstance(x, PackedSequence):
@@ -119,7 +138,7 @@ def _swapped(model: Any, rnns: list[Any], paths: dict[int, list[str]],
     swaps = []
     try:
         for key, (module, spec) in enumerate(zip(rnns, specs)):
-            stand_in = placeholder(spec, key, paths[id(module)][0])
+            stand_in = placeholder(spec, key, paths[id(module)][0], module)
             for path in paths[id(module)]:
                 parent_path, _, attr = path.rpartition(".")
                 parent = model.get_submodule(parent_path) if parent_path else model
@@ -131,25 +150,23 @@ def _swapped(model: Any, rnns: list[Any], paths: dict[int, list[str]],
             setattr(parent, attr, module)
 
 
-@contextlib.contextmanager
-def _reached_only_as_attributes() -> Iterator[None]:
-    """An nn.RNN the forward reaches some other way than a module attribute (a plain list, a
-    closure) cannot be swapped, and torch.onnx would unroll it and freeze the sequence
-    length: any recurrent module still called during the export is refused."""
-    from torch import nn
-    from torch.nn.modules.module import register_module_forward_pre_hook
+# The ATen ops an nn.RNN / LSTM / GRU (or a *Cell) becomes in an exported program. Any of them
+# left after the swap is a recurrent module the forward reached some other way than a module
+# attribute (a plain list, a closure): torch.onnx would unroll it and freeze the sequence.
+_RECURRENT_ATEN = ("aten.rnn_tanh.", "aten.rnn_relu.", "aten.lstm.", "aten.gru.",
+                   "aten.rnn_tanh_cell.", "aten.rnn_relu_cell.", "aten.lstm_cell.",
+                   "aten.gru_cell.")
 
-    def refuse(module: Any, _args: Any) -> None:
-        if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
-            raise ExportError(f"a {type(module).__name__} is called from outside the module "
-                              "tree (kept in a plain list, dict or closure?): register it as a "
-                              "submodule (nn.ModuleList, an attribute) so it can be lowered")
 
-    handle = register_module_forward_pre_hook(refuse)
-    try:
-        yield
-    finally:
-        handle.remove()
+def _refuse_stray_recurrent(ep: Any) -> None:
+    """Checked on the exported program, not with a hook around the call: a global module hook
+    would make dynamo refuse the strict fallback."""
+    stray = sorted({str(n.target) for n in ep.graph.nodes if n.op == "call_function"
+                    and str(n.target).startswith(_RECURRENT_ATEN)})
+    if stray:
+        raise ExportError(f"a recurrent module is called from outside the module tree ({', '.join(stray)}; "
+                          "kept in a plain list, dict or closure?): register it as a submodule "
+                          "(nn.ModuleList, an attribute) so it can be lowered")
 
 
 def _default_dynamic_shapes(args: Sequence[Any]) -> tuple:
@@ -185,15 +202,19 @@ def _quiet() -> Iterator[None]:
 
 def _root_cause(exc: BaseException) -> BaseException:
     """torch.onnx wraps the real error in several layers of advice; dig out the first one
-    raised (an ExportError of ours wins wherever it sits in the chain)."""
+    raised (an ExportError of ours wins wherever it sits in the chain). Exceptions that say
+    nothing (a bare StopIteration from an exhausted iterator inside torch.export's argument
+    matching) are skipped for the one around them that does."""
     seen, chain = set(), []
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, ExportError):
             return exc
         chain.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return chain[-1]
+        # `raise … from None` hides the context: the error raised there is the one meant
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    telling = [e for e in chain if str(e).strip() and not isinstance(e, StopIteration)]
+    return (telling or chain)[-1]
 
 
 def _size_oblivious() -> Any:
@@ -223,8 +244,12 @@ def _torch_export(model: Any, args: tuple, opset: int, dynamic_shapes: Any,
                     ep = torch.export.export(model, args, dynamic_shapes=shapes, strict=False)
                 except ExportError:
                     raise
-                except Exception:
-                    ep = torch.export.export(model, args, dynamic_shapes=shapes, strict=True)
+                except Exception as first:
+                    try:
+                        ep = torch.export.export(model, args, dynamic_shapes=shapes, strict=True)
+                    except Exception:   # both failed: the non-strict error says more
+                        raise first from None
+            _refuse_stray_recurrent(ep)
             program = torch.onnx.export(
                 ep, dynamo=True, opset_version=opset, optimize=True, verbose=False,
                 input_names=list(input_names) if input_names else None,
@@ -387,7 +412,7 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
     _check_parameters(model, allow_nonfinite)
     weights = [pack_layers(module_state(m), spec, allow_nonfinite=True)
                for m, spec in zip(rnns, specs)]
-    with torch.no_grad(), _swapped(model, rnns, paths, specs), _reached_only_as_attributes():
+    with torch.no_grad(), _swapped(model, rnns, paths, specs):
         onnx_model = _torch_export(model, args, opset, dynamic_shapes, input_names, output_names)
     rnn_inputs, rnn_outputs = _splice(onnx_model, first_paths, specs, weights, batch_layout,
                                       lowering)

@@ -20,6 +20,7 @@ import onnx
 
 from .errors import ExportError
 from .cells import ONNX_OPS
+from .onnx_walk import attribute, recurrent_nodes, subgraphs
 from .feeds import make_feeds, rnn_forward
 from .spec import ExportOptions, RNNSpec
 
@@ -30,11 +31,6 @@ __all__ = ["verify_rnn", "verify_module", "layout0", "VERIFY_TOLERANCE"]
 VERIFY_TOLERANCE = (1e-4, 1e-3)
 # onnxruntime takes a model from memory only below protobuf's 2 GiB limit
 _MAX_IN_MEMORY = (1 << 31) - (1 << 24)
-
-
-def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
-    return [g for a in node.attribute
-            for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else []) + list(a.graphs)]
 
 
 def layout0(model: onnx.ModelProto) -> None:
@@ -49,10 +45,9 @@ def layout0(model: onnx.ModelProto) -> None:
     def fix(graph: onnx.GraphProto) -> None:
         nodes = []
         for node in graph.node:
-            for g in _subgraphs(node):
+            for g in subgraphs(node):
                 fix(g)
-            layout = next((a.i for a in node.attribute if a.name == "layout"), 0)
-            if node.op_type not in ONNX_OPS or layout != 1:
+            if node.op_type not in ONNX_OPS or attribute(node, "layout") != 1:
                 nodes.append(node)
                 continue
             next(a for a in node.attribute if a.name == "layout").i = 0
@@ -77,8 +72,7 @@ def layout0(model: onnx.ModelProto) -> None:
 def _session(model: onnx.ModelProto) -> Any:
     import onnxruntime as ort
 
-    if any(a.name == "layout" and a.i == 1 for n in model.graph.node for a in n.attribute
-           if n.op_type in ONNX_OPS):
+    if any(attribute(n, "layout") == 1 for n in recurrent_nodes(model.graph)):
         model = onnx.ModelProto.FromString(model.SerializeToString())
         layout0(model)         # onnxruntime refuses layout=1: verify the same computation
 

@@ -39,7 +39,7 @@ def permute_gates(a: np.ndarray, perm: tuple[int, ...], H: int) -> np.ndarray:
     of `a`. a [G·H, ...] → [G·H, ...]."""
     if perm == tuple(range(len(perm))):
         return a
-    return np.concatenate([a[g * H:(g + 1) * H] for g in perm], axis=0)
+    return np.concatenate([a[g * H:(g + 1) * H] for g in perm])      # along axis 0
 
 
 def expected_shapes(spec: RNNSpec) -> dict[str, tuple[int, ...]]:

@@ -92,6 +92,31 @@ class GRUClassifier(nn.Module):
         return self.head(h_n[-1]), h_n
 
 
+class StatefulLSTM(nn.Module):
+    """The common tutorial pattern: the forward reads its LSTM's own attributes and weights
+    to build the initial state, and calls flatten_parameters() first (speechbrain's wrappers
+    do the same); returns the per-step output and both final states.
+
+    Not in the conformance matrices yet: tract fails to evaluate its LSTM nodes at batch ≥ 2
+    ("Evaluating … Scan") when the initial state is computed in the graph from the input's
+    shape (Expand / ConstantOfShape) and has a leading dimension > 1 — a finding awaiting a
+    reviewed divergence entry (its exact scope is still being measured)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(5, 9, num_layers=2, bidirectional=True, batch_first=True)
+        self.head = nn.Linear(18, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self.lstm.flatten_parameters()
+        dirs = 2 if self.lstm.bidirectional else 1
+        batch = x.shape[0] if self.lstm.batch_first else x.shape[1]
+        h0 = torch.zeros(self.lstm.num_layers * dirs, batch, self.lstm.hidden_size,
+                         dtype=self.lstm.weight_ih_l0.dtype)
+        y, (h_n, c_n) = self.lstm(x, (h0, torch.zeros_like(h0)))
+        return self.head(y), h_n, c_n
+
+
 @dataclass(frozen=True)
 class Composite:
     name: str
@@ -122,4 +147,6 @@ COMPOSITES = MappingProxyType({c.name: c for c in [
     Composite("gru-classifier", GRUClassifier,
               lambda b, s, r: {"x": _randn(r, b, s, 6), "h0": _randn(r, 2, b, 10)},
               ("logits", "h_n")),
+    Composite("stateful-lstm", StatefulLSTM,
+              lambda b, s, r: {"x": _randn(r, b, s, 5)}, ("scores", "h_n", "c_n")),
 ]})

@@ -225,3 +225,42 @@ def test_preparation_progress_reaches_its_total(tmp_path):
     steps: list[int] = []
     prepare_matrix(cases, tmp_path, on_case=steps.append, exporters=("ours", "torch-legacy"))
     assert sum(steps) == 2 * len(cases)
+
+
+def test_support_running_its_own_matrix_exit_codes(tmp_path):
+    """support without --reports runs the matrix itself: 0 and the table written when every
+    column ran; 1 and nothing written when a column is unavailable (unless allowed); 1 with the
+    table written when a cell fails or errs (the table shows it); 2 for a table it cannot write."""
+    matrix = tmp_path / "tiny.toml"
+    matrix.write_text('[[t]]\npresets = ["seed"]\ninputs = [[2, 3], [1, 1]]\n')
+    out = tmp_path / "support.md"
+    common = ["support", "--matrix", str(matrix), "--report-dir", str(tmp_path / "r"),
+              "--no-heatmap"]
+    assert main([*common, "--runtimes", "ort-cpu", "-o", str(out)]) == 0
+    assert "ort-cpu" in out.read_text()
+    out.unlink()
+    assert main([*common, "--runtimes", "ort-cpu,ort-cuda", "-o", str(out)]) == 1
+    assert not out.exists()
+    assert main([*common, "--runtimes", "ort-cpu,ort-cuda", "-o", str(out),
+                 "--allow-unavailable"]) == 0
+    assert "unavailable" in out.read_text()
+    out.unlink()
+    assert main([*common, "--runtimes", "tests.fake_runtimes:CrashOnSeq1", "-o",
+                 str(out)]) == 1            # its seq-1 cell is an error
+    assert out.is_file()
+    assert main([*common, "--runtimes", "ort-cpu", "-o", str(tmp_path)]) == 2
+
+
+def test_in_process_runs_give_the_isolated_verdicts(tmp_path):
+    from exporter.cli import main as exporter_main
+
+    model = tmp_path / "m.onnx"
+    assert exporter_main(["export", "-o", str(model)]) == 0
+    cells = []
+    for flag in ([], ["--in-process"]):
+        rep = tmp_path / f"rep{len(flag)}"
+        assert main(["check", str(model), "--runtimes", "ort-cpu,onnx-reference", "--inputs",
+                     "2x3", "--report-dir", str(rep), "--no-heatmap", *flag]) == 0
+        cells.append([(c["runtime"], c["status"], c["max_abs_err"])
+                      for c in json.loads((rep / "report.json").read_text())["cells"]])
+    assert cells[0] == cells[1]

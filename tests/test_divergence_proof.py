@@ -11,6 +11,8 @@ and crash entries stay refusals: a wrong file a runtime refuses is xfail, as bef
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +123,8 @@ def test_run_path_right_is_xfail_wrong_is_fail(base, world, installed):
     # the wrong file's wrong results name the entry and say why it does not explain them
     for c in wrong:
         if c["observed"] == "fail" and c["divergence"]:
-            assert "does not explain this result" in c["message"], c["message"]
+            assert (f"known divergence {c['divergence']['id']} does not explain this result: "
+                    "the file itself disagrees with torch") in c["message"], c["message"]
 
 
 @pytest.mark.parametrize("base", sorted(BASES))
@@ -177,11 +180,15 @@ reviewed = "2026-11-29"
 
 
 def test_unknown_mistake_explains_nothing(world):
-    """An entry that states no mistake can never turn a wrong result into xfail."""
+    """An entry that states no mistake (or names one that does not exist) can never turn a
+    wrong result into xfail."""
     files, _, _, _ = world["relu"]
     p = files["right"][1][0]
-    proof = prove(UNKNOWN, p.model_path, p.feeds, p.f32, p.f32, p.f64, "tract")
-    assert not proof.holds and "states no mistake" in proof.note
+    for name in (UNKNOWN, "no-such-mistake"):
+        proof = prove(name, p.model_path, p.feeds, p.f32, p.f32, p.f64, "tract")
+        assert proof.holds is False
+        assert proof.note == ("the entry states no mistake that predicts the result, so a wrong "
+                              "result cannot be told from a wrong model")
 
 
 def test_prediction_is_checked_against_the_runtime(world):
@@ -191,11 +198,53 @@ def test_prediction_is_checked_against_the_runtime(world):
     files, _, _, _ = world["relu"]
     p = files["right"][1][0]
     proof = prove("activations-as-tanh", p.model_path, p.feeds, p.f32, p.f32, p.f64, "tract")
-    assert not proof.holds and "not what it predicts" in proof.note
+    assert proof.holds is False
+    assert proof.note.startswith("the result is not what it predicts (Every RNN node's")
+    assert "max abs err" in proof.note and "elements outside tolerance)" in proof.note
     wrong = files["wrong"][1][0]
     proof = prove("activations-as-tanh", wrong.model_path, wrong.feeds, wrong.f32, wrong.f32,
                   wrong.f64, "tract")
-    assert not proof.holds and "the file itself disagrees with torch" in proof.note
+    assert proof.holds is False
+    assert proof.note.startswith("the file itself disagrees with torch when run faithfully "
+                                 "(onnxruntime CPU: max abs err")
+    assert proof.note.endswith("the model is wrong, whatever the runtime does")
+    # and a prediction that holds says so
+    tanh_answer = prove("the-file-as-written", p.model_path, p.feeds, p.f32, p.f32, p.f64,
+                        "tract")
+    assert tanh_answer.holds is True
+    assert tanh_answer.note.startswith("the result is exactly the predicted mistake (No runtime")
+
+
+def test_a_prediction_that_cannot_be_computed_proves_nothing(world):
+    """layout=1 read as 0 with an initial state whose batch is not the direction count: the
+    rewritten file does not run, so nothing is proven (and the error is named)."""
+    files, _, _, _ = world["layout1"]
+    p = files["right"][1][0]
+    from conformance.mistakes import _faithful
+
+    proof = prove("layout-read-as-0", p.model_path, p.feeds, p.f32, p.f32, p.f64, "openvino")
+    assert proof.holds is False
+    with pytest.raises(Exception) as info:
+        _faithful(p.model_path, "layout-read-as-0", p.feeds)
+    first = str(info.value).strip().splitlines()[0][:300]
+    assert re.match(r"its prediction \(layout=1 read as layout=0.*\) could not be computed: ",
+                    proof.note), proof.note
+    assert proof.note.endswith(f"could not be computed: {type(info.value).__name__}: {first}")
+
+
+def test_the_faithful_run_follows_the_file_not_a_stale_cache(world, tmp_path):
+    """The same path rewritten (same size, other weights) is read again."""
+    files, _, _, _ = world["relu"]
+    p = files["right"][1][0]
+    path = tmp_path / "m.onnx"
+    path.write_bytes(Path(files["wrong"][0]).read_bytes())
+    first = prove("the-file-as-written", str(path), p.feeds, p.f32, p.f32, p.f64, "tract")
+    assert first.holds is False                    # the wrong file is not torch's answer
+    time.sleep(0.01)
+    path.write_bytes(Path(p.model_path).read_bytes())
+    assert path.stat().st_size == Path(files["wrong"][0]).stat().st_size
+    again = prove("the-file-as-written", str(path), p.feeds, p.f32, p.f32, p.f64, "tract")
+    assert again.holds is True
 
 
 def test_layout1_is_verified_through_transposes(world):
@@ -236,3 +285,19 @@ def test_dead_node_adds_no_feature(world, installed, tmp_path):
         assert c["status"] in ("fail", "unsupported", "error") or (
             c["status"] == "xfail" and c["observed"] != "fail"), (c["runtime"], c["status"])
         assert not (c["divergence"] and "layout1" in c["divergence"]["id"]), c["divergence"]
+
+
+@pytest.mark.parametrize("base", ["relu", "seqlens"])
+def test_in_process_judge_proves_right_and_fails_wrong(base, world):
+    """The same decision through the judge in this process (fast: the mutation tester's
+    guard of judge.py and mistakes.py)."""
+    runtimes = {"relu": ["tract"], "seqlens": ["onnx-reference"]}[base]
+    files, _, _, _ = world[base]
+    right = execute(files["right"][1], runtimes, isolate=False).cells
+    wrong = execute(files["wrong"][1], runtimes, isolate=False).cells
+    assert [c["status"] for c in right] == ["xfail"] * len(right), right
+    assert all("exactly the predicted mistake" in c["message"] for c in right)
+    assert [c["status"] for c in wrong] == ["fail"] * len(wrong), wrong
+    assert all(c["observed"] == "fail" and c["divergence"] for c in wrong)
+    assert all("the file itself disagrees with torch" in c["message"] for c in wrong)
+    assert all(c["silently_wrong"] for c in wrong)

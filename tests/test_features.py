@@ -189,3 +189,110 @@ def test_the_file_as_written_changes_nothing_and_needs_no_right_file():
     assert m.SerializeToString() == before
     assert not MISTAKES["the-file-as-written"].file_must_be_right
     assert all(MISTAKES[n].file_must_be_right for n in MISTAKES if n != "the-file-as-written")
+
+
+def test_recurrent_nodes_inside_subgraphs_and_outer_scope_reads():
+    """An RNN inside an If branch counts; a node outside whose result only a subgraph reads
+    is live (the subgraph's outer-scope read keeps it)."""
+    inner = _rnn_model(activations=["Relu"])
+    branch = helper.make_graph(list(inner.graph.node), "then", [],
+                               [helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, None)],
+                               initializer=list(inner.graph.initializer))
+    other = helper.make_graph([helper.make_node("Identity", ["X"], ["o"])], "else", [],
+                              [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("Identity", ["X_in"], ["X"]),        # read only by the branches
+             helper.make_node("If", ["cond"], ["out"], then_branch=branch, else_branch=other)]
+    g = helper.make_graph(nodes, "g", [
+        helper.make_tensor_value_info("X_in", TensorProto.FLOAT, ["seq", "batch", 2]),
+        helper.make_tensor_value_info("h0", TensorProto.FLOAT, [1, "batch", 3]),
+        helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    feats = graph_features(m)
+    assert {"rnn-op", "rnn-activation-relu"} <= feats, feats
+    from conformance.features import _live
+    assert [n.op_type for n in _live(m.graph)] == ["If", "Identity"]
+
+
+def test_features_of_several_recurrent_nodes_add_up():
+    first = _rnn_model(activations=["Relu"])
+    second = helper.make_node("GRU", ["Y_h2", "W2", "R2"], ["Y2", "Y_h2_out"], hidden_size=3,
+                              direction="bidirectional")
+    squeeze = helper.make_node("Squeeze", ["Y_h"], ["Y_h2"])  # [1, batch, 3] → [batch, 3]…
+    first.graph.node.extend([squeeze, second])
+    first.graph.initializer.extend([
+        numpy_helper.from_array(np.zeros((2, 9, 3), np.float32), "W2"),
+        numpy_helper.from_array(np.zeros((2, 9, 3), np.float32), "R2")])
+    first.graph.output[0].name = "Y_h2_out"
+    feats = graph_features(first)
+    assert {"rnn-op", "rnn-activation-relu", "gru-op", "rnn-bidirectional",
+            "rnn-unidirectional"} <= feats, feats
+
+
+def test_symbolic_batch_reads_shape_inference_and_unknown_shapes():
+    fixed = _rnn_model(batch=4)
+    fixed.graph.input[0].name = "X_in"                 # X only known through an Identity
+    fixed.graph.node.insert(0, helper.make_node("Identity", ["X_in"], ["X"]))
+    assert "rnn-symbolic-batch" not in graph_features(fixed)
+    unknown = _rnn_model(batch=4)
+    unknown.graph.input[0].type.tensor_type.ClearField("shape")   # nothing says the batch
+    assert "rnn-symbolic-batch" in graph_features(unknown)
+
+
+def test_scan_body_with_every_allowed_op_and_a_zero_step():
+    assert "scan-rnn-body" in graph_features(_scan_model(["MatMul", "Add", "Tanh", "Relu"]))
+    assert "negative-step-slice" not in graph_features(_scan_model(["Add", "Tanh"], step=0))
+
+
+def test_mistakes_reach_recurrent_nodes_inside_subgraphs():
+    inner = _rnn_model(direction="bidirectional", activations=["Relu", "Relu"], layout=1,
+                       seq_lens=True)
+    branch = helper.make_graph(list(inner.graph.node), "then", [],
+                               [helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, None)])
+    outer = helper.make_node("If", ["cond"], ["out"], then_branch=branch, else_branch=branch)
+    model = helper.make_model(helper.make_graph([outer], "g", [], []))
+    for name in ("activations-as-tanh", "sequence-lens-ignored", "layout-read-as-0"):
+        MISTAKES[name].rewrite(model)
+    node = model.graph.node[0].attribute[0].g.node[0]
+    assert _attr(node, "activations") == [b"Tanh", b"Tanh"]
+    assert node.input[4] == "" and _attr(node, "layout") == 0
+
+
+def test_sequence_lens_mistake_on_a_node_with_a_bias_and_nothing_after():
+    node = helper.make_node("RNN", ["X", "W", "R", "B"], ["Y"], hidden_size=3)
+    model = helper.make_model(helper.make_graph([node], "g", [], []))
+    MISTAKES["sequence-lens-ignored"].rewrite(model)
+    assert list(model.graph.node[0].input) == ["X", "W", "R", "B"]
+
+
+def test_features_follow_a_file_rewritten_in_place(tmp_path):
+    """The feature cache is keyed by path, modification time and size: a file rewritten with
+    the same size (Relu → Tanh) is read again, for the graph and for its declared sizes."""
+    path = tmp_path / "m.onnx"
+    onnx.save(_rnn_model(activations=["Relu"], batch=4), path)
+    feeds = {"X": np.zeros((5, 4, 2), np.float32)}
+    assert "rnn-activation-relu" in model_features(str(path))
+    assert "fixed-size-mismatch" not in case_features(str(path), feeds)
+    size = path.stat().st_size
+    import time
+    time.sleep(0.01)
+    onnx.save(_rnn_model(activations=["Tanh"], batch=5), path)
+    assert path.stat().st_size == size
+    assert "rnn-activation-relu" not in model_features(str(path))
+    assert "fixed-size-mismatch" in case_features(str(path), feeds)
+
+
+def test_outer_scope_reads_two_levels_down():
+    """A node read only from a subgraph of a subgraph is live too."""
+    leaf = helper.make_graph([helper.make_node("Identity", ["deep"], ["r"])], "leaf", [],
+                             [helper.make_tensor_value_info("r", TensorProto.FLOAT, None)])
+    middle = helper.make_graph([helper.make_node("If", ["c"], ["m"], then_branch=leaf,
+                                                 else_branch=leaf)], "mid", [],
+                               [helper.make_tensor_value_info("m", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("Relu", ["x"], ["deep"]), helper.make_node("Relu", ["x"], ["dead"]),
+             helper.make_node("If", ["c"], ["out"], then_branch=middle, else_branch=middle)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]),
+                                       helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+    from conformance.features import _live
+    assert [n.output[0] for n in _live(g)] == ["out", "deep"]

@@ -39,3 +39,43 @@ def test_missing_extra_and_misshaped_weights_are_refused():
         pack_layers({**state, "weight_ih_l1": state["weight_ih_l0"]}, spec)
     with pytest.raises(ExportError, match=r"weight_hh_l0 has shape \[4, 3\]"):
         pack_layers({**state, "weight_hh_l0": np.zeros((4, 3), np.float32)}, spec)
+
+
+def test_projected_lstm_packs_weight_hr_unpermuted():
+    """weight_hr [S, H] is not gate-blocked: packed as it is, per direction [dirs, S, H]."""
+    spec = RNNSpec(4, 6, cell="lstm", proj_size=3, bidirectional=True, num_layers=2)
+    state = module_state(spec.build_module(seed=2))
+    assert expected_shapes(spec)["weight_hr_l1_reverse"] == (3, 6)
+    layers = pack_layers(state, spec)
+    for k, layer in enumerate(layers):
+        assert layer.P.shape == (2, 3, 6) and layer.P.dtype == np.float32
+        np.testing.assert_array_equal(layer.P[0], state[f"weight_hr_l{k}"])
+        np.testing.assert_array_equal(layer.P[1], state[f"weight_hr_l{k}_reverse"])
+    assert pack_layers(module_state(RNNSpec(4, 6, cell="lstm").build_module(seed=2)),
+                       RNNSpec(4, 6, cell="lstm"))[0].P is None
+
+
+def test_packing_casts_to_float32_and_refuses_nonfinite_by_default():
+    spec = RNNSpec(3, 4)
+    state = {k: v.astype(np.float64) for k, v in module_state(spec.build_module(seed=0)).items()}
+    layer = pack_layers(state, spec)[0]
+    assert layer.W.dtype == layer.R.dtype == layer.B.dtype == np.float32
+    state["weight_hh_l0"][0, 0] = np.nan
+    with pytest.raises(ExportError, match=r"^weight_hh_l0 has 1 NaN/±Inf value\(s\) of 16"):
+        pack_layers(state, spec)
+    assert np.isnan(pack_layers(state, spec, allow_nonfinite=True)[0].R).any()
+
+
+def test_missing_and_extra_weights_are_named():
+    spec = RNNSpec(3, 4)
+    state = module_state(spec.build_module(seed=0))
+    short = {k: v for k, v in state.items() if not k.startswith("bias")}
+    with pytest.raises(ExportError) as info:
+        pack_layers(short, spec)
+    assert str(info.value) == ("RNN weights missing for i3h4-l1-tanh-uni-sf: bias_hh_l0, "
+                               "bias_ih_l0")
+    with pytest.raises(ExportError) as info:
+        pack_layers({**state, "weight_ih_l1": state["weight_ih_l0"],
+                     "weight_hh_l1": state["weight_hh_l0"]}, spec)
+    assert str(info.value) == ("unexpected RNN weights for i3h4-l1-tanh-uni-sf: weight_hh_l1, "
+                               "weight_ih_l1")

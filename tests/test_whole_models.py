@@ -123,3 +123,54 @@ def test_packed_sequence_inside_module_is_refused():
 def test_module_is_restored_after_export():
     comp, module, _ = _export("classifier")
     assert isinstance(module.rnn, nn.RNN)
+
+
+def test_the_stand_in_reads_like_the_module():
+    """A forward may read its recurrent module's attributes and weights and call
+    flatten_parameters() while torch.export traces it (the stand-in answers as the module)."""
+    from models.composite import StatefulLSTM
+
+    torch.manual_seed(0)
+    m = StatefulLSTM().eval()
+    model = export(m, (torch.randn(2, 5, 5),), output_names=["scores", "h_n", "c_n"])
+    import onnxruntime as ort
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 8, 5)
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        want = m(x)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w.numpy(), atol=ATOL, rtol=RTOL)
+    # the stand-in's registered weights are not left in the file beside the lowered ones
+    assert not [t.name for t in model.graph.initializer if "weight_ih" in t.name]
+
+
+def test_root_cause_is_the_telling_error_not_stop_iteration():
+    from exporter.errors import ExportError
+
+    class Two(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru = torch.nn.GRU(3, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.gru(x)[0]
+
+    with pytest.raises(ExportError, match="too many positional arguments"):
+        export(Two(), (torch.randn(5, 2, 3), {}))
+
+
+def test_a_recurrent_module_outside_the_tree_is_refused_from_the_program():
+    from exporter.errors import ExportError
+
+    class Hidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru = torch.nn.GRU(3, 3)
+            self.kept = [torch.nn.LSTM(3, 4)]          # a plain list: not a submodule
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.kept[0](self.gru(x)[0])[0]
+
+    with pytest.raises(ExportError, match=r"outside the module tree \(aten.lstm"):
+        export(Hidden(), (torch.randn(5, 2, 3),))
