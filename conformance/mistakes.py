@@ -30,7 +30,7 @@ import onnx
 from onnx import helper
 
 from exporter.onnx_walk import attribute, recurrent_nodes
-from exporter.verify import layout0
+from exporter.verify import faithful_session
 
 from .compare import Comparison, compare
 
@@ -97,16 +97,9 @@ MISTAKES: Mapping[str, Mistake] = MappingProxyType({m.name: m for m in (
 @functools.lru_cache(maxsize=32)
 def _session(path: str, mtime_ns: int, size: int, mistake: str) -> object:
     """An onnxruntime CPU session of the file with `mistake` applied, run faithfully."""
-    import onnxruntime as ort
-
     model = onnx.load(path)          # external data from the file's folder
     MISTAKES[mistake].rewrite(model)
-    layout0(model)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
+    return faithful_session(model, intra_op_threads=1)
 
 
 def _faithful(path: str, mistake: str, feeds: Mapping[str, np.ndarray]

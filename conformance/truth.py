@@ -6,7 +6,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from exporter.feeds import LENGTH_PATTERNS, make_feeds, make_lengths, rnn_forward
+from exporter.feeds import (LENGTH_PATTERNS, make_feeds, make_lengths, module_from_state,
+                            rnn_forward)
 from exporter.spec import RNNSpec
 
 __all__ = ["OUTPUTS", "LENGTH_PATTERNS", "make_feeds", "make_lengths", "torch_truth",
@@ -60,12 +61,3 @@ def module_truth(module: Any, feeds: Mapping[str, np.ndarray], outputs: tuple[st
 
     module = module.eval()
     return run(module, torch.float32), run(copy.deepcopy(module).double(), torch.float64)
-
-
-def module_from_state(spec: RNNSpec, state: Mapping[str, np.ndarray]) -> Any:
-    """An eval-mode torch module of `spec` (nn.RNN / LSTM / GRU) carrying the given weights."""
-    import torch
-
-    module = spec.build_module(seed=0)
-    module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
-    return module.eval()

@@ -44,7 +44,7 @@ def refuse_hooks(module: Any, where: str) -> None:
                  for h in hooks.values()]
     if what:
         raise ExportError(f"{where} has {', '.join(what)}: the exported graph computes "
-                          f"nn.{type(module).__mro__[0].__name__}'s own forward from its "
+                          f"nn.{type(module).__name__}'s own forward from its "
                           "weights and would silently leave that out; remove it, or fold what "
                           "it does into the module around the RNN")
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from .spec import RNNSpec
 
-__all__ = ["LENGTH_PATTERNS", "make_lengths", "make_feeds", "rnn_forward"]
+__all__ = ["LENGTH_PATTERNS", "make_lengths", "make_feeds", "rnn_forward", "module_from_state"]
 
 LENGTH_PATTERNS = ("unsorted", "full", "ones", "mixed")
 
@@ -54,6 +54,15 @@ def make_feeds(spec: RNNSpec, batch: int, seq: int, with_h0: bool, seed: int,
     if lengths is not None:
         feeds["sequence_lens"] = make_lengths(lengths, batch, seq, rng)
     return feeds
+
+
+def module_from_state(spec: RNNSpec, state: Mapping[str, np.ndarray]) -> Any:
+    """An eval-mode torch module of `spec` (nn.RNN / LSTM / GRU) carrying the given weights."""
+    import torch
+
+    module = spec.build_module(seed=0)
+    module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    return module.eval()
 
 
 def rnn_forward(module: Any, feeds: Mapping[str, np.ndarray], dtype: Any

@@ -21,10 +21,10 @@ import onnx
 from .errors import ExportError
 from .cells import ONNX_OPS
 from .onnx_walk import attribute, recurrent_nodes, subgraphs
-from .feeds import make_feeds, rnn_forward
+from .feeds import make_feeds, module_from_state, rnn_forward
 from .spec import ExportOptions, RNNSpec
 
-__all__ = ["verify_rnn", "verify_module", "layout0", "VERIFY_TOLERANCE"]
+__all__ = ["verify_rnn", "verify_module", "layout0", "faithful_session", "VERIFY_TOLERANCE"]
 
 # |ort − torch| ≤ atol + rtol·|torch| per element: loose enough for float32 noise in deep
 # models, tight enough for what it is for (hooks and shape guards are off by 0.1–1)
@@ -69,18 +69,25 @@ def layout0(model: onnx.ModelProto) -> None:
     fix(model.graph)
 
 
-def _session(model: onnx.ModelProto) -> Any:
+def faithful_session(model: onnx.ModelProto, intra_op_threads: int = 0) -> Any:
+    """An onnxruntime CPU session computing exactly what the file says: layout=1 recurrent
+    nodes (which onnxruntime refuses) run as layout=0 between Transposes, on a copy.
+    Raises onnxruntime's own error if it refuses the file."""
     import onnxruntime as ort
 
     if any(attribute(n, "layout") == 1 for n in recurrent_nodes(model.graph)):
         model = onnx.ModelProto.FromString(model.SerializeToString())
-        layout0(model)         # onnxruntime refuses layout=1: verify the same computation
-
+        layout0(model)
     opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
     opts.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+
+
+def _session(model: onnx.ModelProto) -> Any:
     try:
-        return ort.InferenceSession(model.SerializeToString(), opts,
-                                    providers=["CPUExecutionProvider"])
+        return faithful_session(model)
     except Exception as exc:
         raise ExportError(f"verification: onnxruntime refuses the exported file: "
                           f"{(str(exc).strip().splitlines() or [''])[0][:300]}") from None
@@ -136,15 +143,13 @@ def verify_rnn(model: onnx.ModelProto, spec: RNNSpec, state: Mapping[str, np.nda
 
     if _too_large(model):
         return
-    module = spec.build_module(seed=0)
-    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
-    module.eval()
+    module = module_from_state(spec, state)
     sess = _session(model)
+    names = [o.name for o in sess.get_outputs()]
     for k, (batch, seq) in enumerate(_rnn_shapes(example)):
         feeds = make_feeds(spec, batch, seq, opts.initial_state == "input", k,
                            "unsorted" if opts.sequence_lens else None)
         want = rnn_forward(module, feeds, torch.float32)
-        names = [o.name for o in sess.get_outputs()]
         got = sess.run(names, feeds)
         _judge(got, [want[n] for n in names], names, f"at batch {batch}, sequence {seq}")
 
@@ -193,7 +198,7 @@ def _resized(inputs: Sequence[onnx.ValueInfoProto], leaves: Sequence[Any],
 def _size_maps(example: Mapping[str, int]) -> list[dict[str, int]]:
     """Candidate size maps, smallest first, each differing from the example in every
     symbolic dimension; then one larger."""
-    smaller = [{k: v for k, v in ((k, f(n)) for k, n in example.items())}
+    smaller = [{k: f(n) for k, n in example.items()}
                for f in (lambda n: 1 if n != 1 else 2, lambda n: 2 if n != 2 else 3,
                          lambda n: max(1, n // 2) if n // 2 not in (0, n) else n + 1,
                          lambda n: n - 1 if n > 1 else n + 2)]
@@ -233,30 +238,30 @@ def verify_module(module: Any, args: tuple, model: onnx.ModelProto) -> None:
     rng = np.random.default_rng(0)
     sess = _session(model)
     example = [leaves[i] for i in tensors]
-    smaller, larger = (lambda c: (c[:-1], c[-1]))(_size_maps(sizes))
-    for group in (smaller, [larger]):
-        for shape in group:
-            for tried in _narrowed(shape, sizes):
-                new = _resized(inputs, example, tried, rng)
-                call = list(leaves)
-                for i, v in zip(tensors, new):
-                    call[i] = v
-                try:
-                    with torch.no_grad():
-                        want = module(*pytree.tree_unflatten(call, spec))
-                except Exception:   # the module itself refuses this shape: not the file's fault
-                    continue
-                want = [w.numpy() for w in pytree.tree_leaves(want)
-                        if isinstance(w, torch.Tensor)]
-                got = sess.run(names, {vi.name: v.numpy() for vi, v in zip(inputs, new)})
-                _judge(got, want, names, "at " + ", ".join(
-                    f"{n}={v}" for n, v in tried.items() if v != sizes[n]))
-                break
-            else:
-                continue
-            break       # one shape of this group checked
-        else:
-            if group is not smaller:
-                raise ExportError("cannot verify the export: the module refuses every input "
-                                  "larger than the example that the graph accepts; pass "
-                                  "verify=False (--no-verify)")
+
+    def checked(shape: Mapping[str, int]) -> bool:
+        """Compare at `shape`; False when the module itself refuses it (not the file's
+        fault); raises ExportError when the file disagrees."""
+        new = _resized(inputs, example, shape, rng)
+        call = list(leaves)
+        for i, v in zip(tensors, new):
+            call[i] = v
+        try:
+            with torch.no_grad():
+                want = module(*pytree.tree_unflatten(call, spec))
+        except Exception:
+            return False
+        want = [w.numpy() for w in pytree.tree_leaves(want) if isinstance(w, torch.Tensor)]
+        got = sess.run(names, {vi.name: v.numpy() for vi, v in zip(inputs, new)})
+        _judge(got, want, names, "at " + ", ".join(
+            f"{n}={v}" for n, v in shape.items() if v != sizes[n]))
+        return True
+
+    *smaller, larger = _size_maps(sizes)
+    # the first smaller shape the module accepts (none is fine), then the larger one (required);
+    # any() stops at the first shape checked
+    any(checked(tried) for shape in smaller for tried in _narrowed(shape, sizes))
+    if not any(checked(tried) for tried in _narrowed(larger, sizes)):
+        raise ExportError("cannot verify the export: the module refuses every input larger "
+                          "than the example that the graph accepts; pass verify=False "
+                          "(--no-verify)")
