@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import os
 import time
@@ -14,7 +13,8 @@ from exporter.errors import ExportError
 
 from .matrix import MATRIX_NAMES, load_matrix, select, shard
 from .runner import Prepared, execute, prepare_matrix, temp_workdir
-from .runtimes import REGISTRY, runtime_names
+from .check import DEFAULT_CHUNKS
+from .runtimes import REGISTRY, installed, runtime_names
 
 __all__ = ["main"]
 
@@ -96,15 +96,36 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="check an already exported model against torch")
     check.add_argument("model", type=Path,
-                       help="the .onnx file (inputs input[, h_0][, sequence_lens]; outputs "
-                            "output, h_n). A file this exporter wrote says its own nn.RNN "
-                            "arguments (and seed, for random weights): flags are then "
-                            "optional, and flags that disagree with it are an error")
+                       help="the .onnx file: a whole model (this exporter's files name their "
+                            "module and inputs; give --checkpoint with its weights), or a bare "
+                            "recurrent module (inputs input[, h_0][, sequence_lens]; outputs "
+                            "output, h_n), whose file says its own nn.RNN arguments (and seed, "
+                            "for random weights): flags are then optional, and flags that "
+                            "disagree with it are an error")
     check.add_argument("--inputs", default="1x1,3x9,2x64", metavar="BxS,...",
                        help="(batch)x(seq) input cases (default 1x1,3x9,2x64)")
     check.add_argument("--lengths", default="unsorted,mixed", metavar="PATTERN,...",
                        help="for models with a sequence_lens input: length patterns per input "
                             "case, of unsorted, full, ones, mixed (default unsorted,mixed)")
+    whole = check.add_argument_group("whole models")
+    whole.add_argument("--module", metavar="PACKAGE.MODULE:CLASS",
+                       help="the module class (default: the one the file names)")
+    whole.add_argument("--module-kwargs", metavar="JSON",
+                       help="its constructor's keyword arguments (default: the file's)")
+    whole.add_argument("--example-shape", action="append", metavar="D0,D1,...[:DTYPE]",
+                       help="for a file another exporter wrote: one per graph input, in order "
+                            "(inputs are matched by position)")
+    whole.add_argument("--shapes", metavar="DIM=N,...;...",
+                       help="sizes of the symbolic dims per case, e.g. "
+                            "'batch=1,seq=1;batch=3,seq=40' (default: every batch/seq dim at "
+                            "1, at the example, and larger)")
+    whole.add_argument("--chunks", default=",".join(map(str, DEFAULT_CHUNKS)), metavar="N,...",
+                       help="models with state inputs and outputs: also stream the longest "
+                            "case in chunks of N steps, each chunk's states fed to the next "
+                            f"(default {','.join(map(str, DEFAULT_CHUNKS))}; '' for none)")
+    whole.add_argument("--no-diagnose", action="store_true",
+                       help="skip locating a failure (the first diverging recurrent module "
+                            "and step, and its repro folder under the report dir)")
     add_rnn_arguments(check)
     _add_common(check)
     check.set_defaults(func=_cmd_check)
@@ -179,26 +200,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _installed() -> list[str]:
-    """The registered runtimes usable here (each adapter asked in this process)."""
-    from .runtimes import load_runtime
-
-    found = []
-    for name in REGISTRY:
-        if name in ("ort-cuda-tf32", "openvino-static"):   # settings of ort-cuda / openvino
-            continue
-        try:
-            runtime = load_runtime(name)
-            try:
-                if runtime.available() is None:
-                    found.append(name)
-            finally:
-                runtime.close()
-        except Exception:    # a broken adapter is named explicitly to be judged an error
-            pass
-    return found
-
-
 def _report_dir(path: Path) -> None:
     """The report folder must be a folder we can write (checked before anything runs, so a
     long run never ends in a traceback over where to put its reports)."""
@@ -215,7 +216,7 @@ def _runtimes(args: argparse.Namespace) -> list[str]:
     if args.jobs < 1:
         raise ExportError("-j must be at least 1")
     if args.runtimes == "installed":
-        args.runtimes = ",".join(_installed()) or "ort-cpu"
+        args.runtimes = ",".join(installed()) or "ort-cpu"
     names = runtime_names(args.runtimes)
     required = runtime_names(",".join(args.require)) if args.require else []
     names += [r for r in required if r not in names]
@@ -229,7 +230,8 @@ def _runtimes(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _execute(prepared: list[Prepared], args: argparse.Namespace, meta: dict) -> int:
+def _execute(prepared: list[Prepared], args: argparse.Namespace, meta: dict,
+             target: Any = None) -> int:
     from . import progress
     from .environment import environment
     from .report import build_report, write_reports
@@ -242,6 +244,9 @@ def _execute(prepared: list[Prepared], args: argparse.Namespace, meta: dict) -> 
         result = execute(prepared, runtimes, jobs=args.jobs, timeout=args.timeout,
                          start_timeout=args.start_timeout, on_cell=bar.advance,
                          isolate=not args.in_process)
+    if target is not None and not getattr(args, "no_diagnose", False):   # a whole model: where did it diverge?
+        from .diagnose import diagnose
+        diagnose(result, prepared, target, args.report_dir, timeout=args.timeout)
     report = build_report(result, environment(), meta)
     files = write_reports(report, args.report_dir, heatmap=not args.no_heatmap)
     progress.summary(result, args.require, wall=time.perf_counter() - args.started)
@@ -307,12 +312,6 @@ def _file_config(model: Any, args: argparse.Namespace
     from exporter.cli import given_flags
 
     props = {p.key: p.value for p in model.metadata_props}
-    if "rnn_modules" in props:
-        raise ExportError("this file is a whole-model export (its metadata lists "
-                          f"{', '.join(json.loads(props['rnn_modules']))}); `check` rebuilds "
-                          "an nn.RNN from a checkpoint and cannot rebuild your module: add it "
-                          "to a matrix's composites, or compare in Python with "
-                          "conformance.truth.module_truth")
     given = given_flags(args)
     try:
         config = json.loads(props["rnn_config"]) if "rnn_config" in props else {}
@@ -330,23 +329,11 @@ def _file_config(model: Any, args: argparse.Namespace
     return {**config, **given}, seed
 
 
-def _cmd_check(args: argparse.Namespace) -> int:
-    import onnx
+def _rnn_check(args: argparse.Namespace, model: Any) -> list[Prepared]:
+    from .check import rnn_cases
+    from exporter.signature import graph_inputs
 
-    from .matrix import stable_seed
-    from .truth import check_case_size, make_feeds, module_from_state, torch_truth
-
-    if not args.model.is_file():
-        raise ExportError(f"model not found: {args.model}")
-    from exporter.files import external_data_files
-
-    external_data_files(args.model)      # weights kept beside it must stay inside its folder
-    try:
-        model = onnx.load(str(args.model), load_external_data=False)
-    except Exception as exc:
-        raise ExportError(f"cannot read ONNX model {args.model}: {exc}") from None
-    graph = model.graph
-    names = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+    names = [i.name for i in graph_inputs(model.graph)]
     config, file_seed = _file_config(model, args)
     if names[:1] != ["input"] or not set(names) <= {"input", "h_0", "c_0", "sequence_lens"}:
         raise ExportError(f"model inputs are {names}; expected input[, h_0[, c_0]]"
@@ -361,29 +348,45 @@ def _cmd_check(args: argparse.Namespace) -> int:
                               "--checkpoint FILE (e.g. from `exporter export --save-checkpoint`), "
                               "or --seed N for a file exported from random weights")
     spec, state = resolve_rnn(args, config)
-    # the lowering the file *is* (read from its graph, never from its metadata or name), so
-    # the support table counts a scan-lowered file in the scan rows
-    from .features import model_features
-    lowering = "scan" if "scan" in model_features(str(args.model)) else "rnn"
-    inputs = _input_cases(args.inputs)
-    for batch, seq in inputs:
-        check_case_size(spec, batch, seq)
-    module = module_from_state(spec, state)
     patterns = _length_patterns(args.lengths) if "sequence_lens" in names else [None]
-    prepared = []
-    for (batch, seq), lengths in itertools.product(inputs, patterns):
-        case_id = (f"{args.model.stem}--{spec.id}--b{batch}s{seq}"
-                   + (f"-lens_{lengths}" if lengths else ""))
-        # Inputs depend on the config and shape only, never on the file's name.
-        feeds = make_feeds(spec, batch, seq, "h_0" in names,
-                           stable_seed(f"{spec.id}--b{batch}s{seq}-{lengths}"), lengths)
-        f32, f64 = torch_truth(module, feeds)
-        labels = {**spec.config(), "initial_state": "input" if "h_0" in names else "zeros",
-                  "sequence_lens": lengths is not None, "lengths": lengths, "lowering": lowering,
-                  "batch": batch, "seq": seq}
-        prepared.append(Prepared(case_id, args.model.stem, str(args.model.resolve()), feeds,
-                                 f32, f64, labels))
-    return _execute(prepared, args, {"command": "check", "matrix": f"check {args.model}"})
+    return rnn_cases(args.model, model, spec, state, _input_cases(args.inputs), patterns)
+
+
+def _whole_check(args: argparse.Namespace, model: Any) -> tuple[list[Prepared], Any]:
+    from exporter.cli import SPEC_FLAGS, example_tensor, json_object
+
+    from .check import model_cases, parse_chunks, parse_shapes, whole_model
+
+    rnn_flags = [f"--{k.replace('_', '-')}" for k in (*SPEC_FLAGS, "config", "seed")
+                 if getattr(args, k) is not None]
+    if rnn_flags:
+        raise ExportError(f"{', '.join(rnn_flags)} describe a bare nn.RNN file; this is a whole "
+                          "model: its module and --checkpoint say everything")
+    if not args.checkpoint:
+        raise ExportError("check needs the weights the model was exported from: --checkpoint "
+                          "FILE (`exporter export --module … --save-checkpoint FILE` writes it)")
+    examples = [example_tensor(t) for t in args.example_shape] if args.example_shape else None
+    kwargs = json_object(args.module_kwargs, "--module-kwargs") if args.module_kwargs else None
+    target = whole_model(args.model, model, module_path=args.module, module_kwargs=kwargs,
+                         checkpoint=args.checkpoint, examples=examples)
+    skipped: list[str] = []
+    prepared = model_cases(target, model,
+                           shapes=parse_shapes(args.shapes) if args.shapes else None,
+                           chunks=parse_chunks(args.chunks), skipped=skipped)
+    for line in skipped:
+        print(f"not checked at {line}")
+    return prepared, target
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .check import is_whole_model, load_file
+
+    model = load_file(args.model)
+    meta = {"command": "check", "matrix": f"check {args.model}"}
+    if args.module or is_whole_model(model):
+        prepared, target = _whole_check(args, model)
+        return _execute(prepared, args, meta, target)
+    return _execute(_rnn_check(args, model), args, meta)
 
 
 def _cmd_vectors(args: argparse.Namespace) -> int:

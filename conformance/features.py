@@ -18,6 +18,9 @@ node" is an ONNX RNN, LSTM or GRU node:
     rnn-layout1             a recurrent node with layout=1 (batch-major)
     rnn-sequence-lens       a recurrent node fed a sequence_lens input
     rnn-no-initial-h        a recurrent node without an initial_h input (zero initial state)
+    rnn-computed-initial-state  a recurrent node (top-level graph) whose initial_h is computed
+                            in the graph from no graph input's values (e.g. zeros shaped from
+                            the input's Shape), rather than fed or absent
     rnn-symbolic-batch      a recurrent node whose input's batch dimension is not a fixed
                             number (per ONNX shape inference; unknown counts as symbolic)
     scan                    a Scan node
@@ -47,13 +50,13 @@ import onnx
 from onnx import numpy_helper
 
 from exporter.cells import ONNX_OPS
-from exporter.onnx_walk import subgraphs
+from exporter.onnx_walk import ancestors, subgraphs
 
 __all__ = ["model_features", "feed_features", "case_features", "FEATURES"]
 
 FEATURES = frozenset({
     "rnn-op", "lstm-op", "gru-op", "rnn-bidirectional", "rnn-unidirectional", "rnn-activation-relu",
-    "rnn-activation-not-tanh", "rnn-layout1", "rnn-sequence-lens", "rnn-no-initial-h", "rnn-symbolic-batch", "scan",
+    "rnn-activation-not-tanh", "rnn-layout1", "rnn-sequence-lens", "rnn-no-initial-h", "rnn-symbolic-batch", "scan", "rnn-computed-initial-state",
     "negative-step-slice", "scan-rnn-body", "padded", "batch1-seq1", "fixed-size-mismatch", "frozen-output-size", "lstm-proj-size"})
 
 _RNN_SEQUENCE_LENS, _RNN_INITIAL_H = 4, 5   # input positions of the ONNX RNN op
@@ -152,9 +155,14 @@ def graph_features(model: onnx.ModelProto) -> frozenset[str]:
     consts = _constants(model.graph)
     dims = _inferred_dims(model)
     feats: set[str] = set()
+    inputs = {i.name for i in model.graph.input} - {t.name for t in model.graph.initializer}
+    top = {n.name for n in model.graph.node if n.op_type in ONNX_OPS}
     for node in _nodes(model.graph):
         if node.op_type in ONNX_OPS:
             feats |= _rnn_features(node, dims)
+            h0 = _input(node, _RNN_INITIAL_H)
+            if h0 and node.name in top and not ancestors(model.graph, h0) & inputs:
+                feats.add("rnn-computed-initial-state")
         elif node.op_type == "Scan":
             feats.add("scan")
             body = next(a.g for a in node.attribute if a.name == "body")   # Scan requires it

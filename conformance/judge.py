@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .compare import compare
+import numpy as np
+
+from .compare import compare, tolerance_for
+from .diagnose import step_errors
 from .divergences import Divergence, match
 from .mistakes import Proof, prove
 from .prepare import Prepared
@@ -33,6 +36,20 @@ def classify(status: str, entry: Divergence | None, proof: Proof | None = None
                     f"observed {status}")
 
 
+def _steps(p: Prepared, runtime: str, got: dict) -> dict[str, Any]:
+    """For a wrong result: of the per-step outputs (those with a time axis) that are wrong,
+    the one wrong earliest — its error per time step and the first step outside tolerance."""
+    found: dict[str, Any] = {}
+    for name, axis in p.time_axes.items():
+        if name not in got or name not in p.f32 or np.shape(got[name]) != np.shape(p.f32[name]):
+            continue
+        tol = tolerance_for(base_name(runtime), name)
+        per_step, first = step_errors(got[name], p.f32[name], axis, tol.atol, tol.rtol)
+        if first is not None and (not found or first < found["first_bad_step"]):
+            found = {"first_bad_step": first, "step_errors": per_step}
+    return found
+
+
 def judge_cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
           divergences: list[Divergence]) -> dict[str, Any]:
     cell: dict[str, Any] = {
@@ -43,6 +60,7 @@ def judge_cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
         "worst_output": None, "worst_index": None, "max_abs_err_f64": None,
         "torch_f32_err": None, "tolerance": None, "divergence": None, "message": "",
         "silently_wrong": False, "placement": None, "log": None,
+        "first_bad_step": None, "step_errors": None, "diverged_at": None,
     }
     if outcome is None:
         cell.update(status="unavailable", observed="unavailable", message=info["reason"])
@@ -57,13 +75,18 @@ def judge_cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
         if outcome.kind == "ok":
             status = cmp.verdict
             cell["message"] = cmp.message
+        if status == "fail":
+            cell.update(_steps(p, runtime, outcome.outputs))
     cell["observed"] = status
     # a case its exporter could not export is judged only against export-failure entries:
     # no runtime ran it, so no runtime's divergence can explain it
     candidates = [e for e in divergences if ("export-failure" in e.kinds) == p.unexported]
     entry = match(candidates, base_name(runtime), info.get("version"), p.features(), p.exporter)
     proof = None
-    if entry is not None and status == "fail" and "wrong-result" in entry.kinds:
+    # a streamed case's runtime answer depends on its own earlier chunks: no single rerun
+    # replays it, so no proof is made and a wrong result stays `fail`
+    if (entry is not None and status == "fail" and "wrong-result" in entry.kinds
+            and p.stream is None):
         proof = prove(entry.computes, p.model_path, p.feeds, outcome.outputs, p.f32, p.f64,
                       base_name(runtime))
     cell["status"], note = classify(status, entry, proof)

@@ -15,7 +15,8 @@ from exporter.graph import save_atomic
 
 from .features import case_features
 from .matrix import Case, CompositeCase, ModelCase
-from .truth import check_case_size, make_feeds, module_truth, torch_truth
+from .streaming import Stream
+from .truth import check_case_size, make_feeds, torch_truth
 from .worker import one_line
 
 __all__ = ["Prepared", "prepare_matrix", "CONFIG_ONLY_FEATURES"]
@@ -38,6 +39,12 @@ class Prepared:
     exporter: str = "ours"                                   # who wrote the file
     unexported: bool = False           # the exporter refused: `problem` says why
     config_features: frozenset[str] = frozenset()   # for unexported cases: no graph to read
+    stream: Stream | None = None       # a streamed case: run chunk by chunk (feeds: chunk 0's)
+    time_axes: dict[str, int] = field(default_factory=dict)  # per-step outputs' time axis
+
+    def request(self) -> "dict[str, np.ndarray] | Stream":
+        """What a runtime's worker is sent to run."""
+        return self.stream if self.stream is not None else self.feeds
 
     def features(self) -> frozenset[str]:
         """What the model and these feeds are (read from the files, never from the ids; a
@@ -59,39 +66,52 @@ def _labels(case: Case) -> dict[str, Any]:
 
 def _prepare_composite(model_case: CompositeCase, group: Iterable[Case],
                        workdir: Path) -> list[Prepared]:
-    """A whole model: exported at an example shape unlike any case's, truth from the module."""
+    """A whole model: exported at an example shape unlike any case's; truth from the module
+    through the file's own signature (the `check` pipeline's), each case run whole and — for
+    a model carrying its state in and out — streamed in chunks."""
+    import onnx
     import torch
 
+    from exporter.signature import read_signature
     from models.composite import COMPOSITES
+
+    from .check import DEFAULT_CHUNKS, WholeModel, case_for, streamable
 
     comp = COMPOSITES[model_case.name]
     torch.manual_seed(model_case.seed)
     module = comp.build().eval()
     path = workdir / model_case.id / "model.onnx"
     example = comp.inputs(2, 5, np.random.default_rng(model_case.seed))
-    problem = ""
+    problem, target, model = "", None, None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # verify=False: the cells below judge this file at every case's shape, the export's
         # own self-check only at two
-        export(module, tuple(torch.from_numpy(v) for v in example.values()), path,
-               input_names=list(example), output_names=list(comp.outputs), verify=False)
+        export(module, comp.call({k: torch.from_numpy(v) for k, v in example.items()}), path,
+               input_names=list(example), output_names=list(comp.outputs), verify=False,
+               **comp.options())
+        model = onnx.load(str(path))
+        target = WholeModel(path, module, read_signature(model))
     except Exception as exc:  # an exporter bug must show as error cells, not stop the run
         problem = f"export failed: {one_line(exc)}"
     prepared = []
     for case in group:
         labels = {"composite": comp.name, "batch": case.inputs.batch, "seq": case.inputs.seq,
                   "exporter": "ours"}
-        try:
-            feeds = comp.inputs(case.inputs.batch, case.inputs.seq,
-                                np.random.default_rng(case.seed))
-            f32, f64 = module_truth(module, feeds, comp.outputs)
-        except (Exception, MemoryError) as exc:   # this case only: the others still run
-            prepared.append(Prepared(case.id, model_case.id, str(path), {}, {}, {}, labels,
-                                     f"preparation failed: {one_line(exc)}"))
+        feeds = comp.inputs(case.inputs.batch, case.inputs.seq, np.random.default_rng(case.seed))
+        if target is None:
+            prepared.append(Prepared(case.id, model_case.id, str(path), feeds, {}, {}, labels,
+                                     problem))
             continue
-        prepared.append(Prepared(case.id, model_case.id, str(path), feeds, f32, f64, labels,
-                                 problem))
+        chunks = [None] + streamable(target.signature, case.inputs.seq, DEFAULT_CHUNKS)
+        for chunk in chunks:
+            case_id = case.id + (f"--stream{chunk}" if chunk else "")
+            try:
+                prepared.append(case_for(target, model, case_id, feeds, labels, chunk,
+                                         model_case.id))
+            except (Exception, MemoryError) as exc:   # this case only: the others still run
+                prepared.append(Prepared(case_id, model_case.id, str(path), {}, {}, {},
+                                         labels, f"preparation failed: {one_line(exc)}"))
     return prepared
 
 

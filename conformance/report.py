@@ -99,6 +99,25 @@ def _markdown(report: dict) -> str:
                          f"{' (silently wrong)' if c['silently_wrong'] else ''} | "
                          f"{_fmt(c['max_abs_err'])} | {_fmt(c['max_abs_err_f64'])} | "
                          f"{_fmt(c['torch_f32_err'])} | {note} |")
+    located = [c for c in cells if c.get("status") in FAILING
+               and (c.get("first_bad_step") is not None or c.get("diverged_at"))]
+    if located:
+        from .diagnose import sparkline
+        lines += ["", "## Where failing cells diverge", "",
+                  "| case | runtime | first bad step | error per step (log scale) | "
+                  "first diverging module | repro |", "|---|---|---|---|---|---|"]
+        for c in located:
+            at = c.get("diverged_at") or {}
+            module = (f"`{at['module']}` ({at.get('tensor')}"
+                      + (", input already wrong" if at.get("where") == "input" else "")
+                      + ")") if at.get("module") else "–"
+            step = c.get("first_bad_step")
+            if step is None and at.get("first_bad_step") is not None:
+                step = f"{at['first_bad_step']} (in `{at['module']}`)"
+            lines.append(f"| `{c['case']}` | {c['runtime']} | "
+                         f"{'–' if step is None else step} | "
+                         f"{sparkline(c.get('step_errors') or [])} | {module} | "
+                         f"{at.get('repro') or '–'} |")
     lines += ["", "## Worst error per runtime (passing cells)", "",
               "| runtime | cells | worst max abs err | case |", "|---|---|---|---|"]
     for rt in report["runtimes"]:

@@ -101,7 +101,7 @@ def execute(prepared: list[Prepared], runtimes: list[str], *, jobs: int = 1,
                 outcome = Outcome("error", message=infos[rt]["error"])
             elif infos[rt]["available"]:
                 outcome = (Outcome("unexported" if p.unexported else "error", message=p.problem)
-                           if p.problem else pool.get(rt).run(p.model_path, p.feeds))
+                           if p.problem else pool.get(rt).run(p.model_path, p.request()))
             cell = judge_cell(p, rt, infos[rt], outcome, divergences)
             results[(k, rt)] = cell
             if on_cell:

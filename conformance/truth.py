@@ -11,7 +11,7 @@ from exporter.feeds import (LENGTH_PATTERNS, make_feeds, make_lengths, module_fr
 from exporter.spec import RNNSpec
 
 __all__ = ["OUTPUTS", "LENGTH_PATTERNS", "make_feeds", "make_lengths", "torch_truth",
-           "module_truth", "module_from_state", "check_case_size"]
+           "module_from_state", "check_case_size"]
 
 OUTPUTS = ("output", "h_n")      # and c_n for nn.LSTM
 
@@ -43,21 +43,3 @@ def torch_truth(module: Any, feeds: Mapping[str, np.ndarray]
     f32 = rnn_forward(module, feeds, torch.float32)
     f64 = rnn_forward(copy.deepcopy(module).double(), feeds, torch.float64)
     return f32, f64
-
-
-def module_truth(module: Any, feeds: Mapping[str, np.ndarray], outputs: tuple[str, ...]
-                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """A whole module's (float32, float64) outputs; feeds are its forward's arguments in order.
-    Integer inputs (token ids) stay integers in the float64 run."""
-    import torch
-
-    def run(m: Any, dtype: Any) -> dict[str, np.ndarray]:
-        args = [torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()]
-        args = [a.to(dtype) if a.is_floating_point() else a for a in args]
-        with torch.no_grad():
-            out = m(*args)
-        out = out if isinstance(out, tuple) else (out,)
-        return {name: o.numpy() for name, o in zip(outputs, out)}
-
-    module = module.eval()
-    return run(module, torch.float32), run(copy.deepcopy(module).double(), torch.float64)

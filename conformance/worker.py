@@ -1,6 +1,7 @@
 """Runs one runtime adapter in its own process, so a crash or a hang costs one cell only.
 
-Protocol over a Pipe (parent → child): ("run", model_path, feeds) or None to stop.
+Protocol over a Pipe (parent → child): ("run", model_path, feeds) or None to stop; feeds is a
+dict of arrays, or a Stream (streaming.py) run chunk by chunk in the child.
 Child → parent: ("hello", unavailable_reason, version, options, error) once, then per request
 an Outcome. `unavailable_reason` is set only when the adapter itself says its runtime is not
 installed or has no device here; any exception while starting or asking is `error`.
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
+
+from .streaming import Stream
 
 __all__ = ["Outcome", "Worker", "InProcess", "one_line"]
 
@@ -71,7 +74,10 @@ class _Host:
             self._path = model_path
         start = time.perf_counter()
         try:
-            outputs = self.runtime.run(self._session, feeds)
+            if isinstance(feeds, Stream):     # chunk by chunk, states fed back (streaming.py)
+                outputs = feeds.run(lambda chunk: self.runtime.run(self._session, chunk))
+            else:
+                outputs = self.runtime.run(self._session, feeds)
         except Exception as exc:
             return Outcome("error", message=one_line(exc))
         seconds = time.perf_counter() - start
@@ -195,7 +201,8 @@ class Worker:
                 return Outcome("error", message=str(exc))
         start, offset = time.perf_counter(), self._log_size()
         try:
-            self._conn.send(("run", model_path, dict(feeds)))
+            self._conn.send(("run", model_path,
+                             feeds if isinstance(feeds, Stream) else dict(feeds)))
             if not self._conn.poll(self.timeout):
                 self._kill()
                 outcome = Outcome("error", seconds=time.perf_counter() - start,

@@ -146,7 +146,7 @@ def export_spec(spec: RNNSpec, state: Mapping[str, np.ndarray], f: str | os.Path
     return _build(spec, _spec_arg(spec, state), f, _options(options))
 
 
-_MODULE_ONLY = ("dynamic_shapes", "input_names", "output_names")
+_MODULE_ONLY = ("dynamic_shapes", "input_names", "output_names", "module_kwargs")
 
 
 def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
@@ -166,7 +166,8 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
     For a recurrent module itself: initial_state ("input" or "zeros") and sequence_lens (bool:
     the int32 input sequence_lens [batch], PackedSequence semantics).
     For whole modules: dynamic_shapes (torch.export's; default: every dimension Dim.AUTO),
-    input_names, output_names.
+    input_names, output_names, module_kwargs (the module's constructor arguments, recorded in
+    the file so that `python -m conformance check FILE --checkpoint W.pt` can rebuild it).
     """
     import torch
 

@@ -17,7 +17,7 @@ from .cells import CELL_NAMES
 from .spec import BATCH_LAYOUTS, DEFAULT_OPSET, INITIAL_STATES, NONLINEARITIES, RNNSpec
 
 __all__ = ["OneLineParser", "add_rnn_arguments", "add_export_arguments", "resolve_rnn", "main",
-           "run_cli"]
+           "run_cli", "load_module", "json_object", "example_tensor"]
 
 # The seed model of this project's origin: nn.RNN(10, 20, 1) fed (5, 1, 10) and h0 (1, 1, 20).
 SEED_DEFAULTS = {"input_size": 10, "hidden_size": 20}
@@ -118,7 +118,7 @@ _DTYPES = {"float32": "float32", "float": "float32", "int64": "int64", "long": "
 _EXAMPLE_LIMIT = 1 << 26   # elements of one example input (256 MiB of float32)
 
 
-def _example(text: str) -> Any:
+def example_tensor(text: str) -> Any:
     import math
 
     import torch
@@ -140,38 +140,47 @@ def _example(text: str) -> Any:
     return torch.zeros(*shape, dtype=getattr(torch, dtype))
 
 
-def _load_module(args: argparse.Namespace) -> Any:
+def load_module(target: str, kwargs: dict[str, Any], checkpoint: str | None = None,
+                what: str = "--module") -> Any:
+    """Build `package.module:Class(**kwargs)` in eval mode, with a checkpoint's weights
+    (weights_only, strict); every failure is one ExportError line."""
     import importlib
 
     from .checkpoint import load_state_dict
 
     import torch
 
-    target, _, cls_name = args.module.partition(":")
-    if not target or not cls_name:
-        raise ExportError(f"--module must be package.module:Class, got {args.module!r}")
+    path, _, cls_name = target.partition(":")
+    if not path or not cls_name:
+        raise ExportError(f"{what} must be package.module:Class, got {target!r}")
     try:
-        cls = getattr(importlib.import_module(target), cls_name)
+        cls = importlib.import_module(path)
+        for part in cls_name.split("."):
+            cls = getattr(cls, part)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise ExportError(f"cannot import {args.module}: {exc}") from None
+        raise ExportError(f"cannot import {target}: {exc}") from None
     except (Exception, SystemExit) as exc:   # the module's own import-time code failed
-        raise ExportError(f"importing {target} failed: {type(exc).__name__}: {exc}") from None
+        raise ExportError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
-        raise ExportError(f"{args.module} is not an nn.Module class; refusing to call it")
-    kwargs = _json_object(args.module_kwargs, "--module-kwargs")
+        raise ExportError(f"{target} is not an nn.Module class; refusing to call it")
     try:
         module = cls(**kwargs)
     except (Exception, SystemExit) as exc:   # sys.exit() in a constructor must not escape
-        raise ExportError(f"cannot build {args.module}(**{kwargs}): "
+        raise ExportError(f"cannot build {target}(**{kwargs}): "
                           f"{type(exc).__name__}: {exc}") from None
-    if args.checkpoint:
+    if checkpoint:
         try:
-            module.load_state_dict(load_state_dict(args.checkpoint), strict=True)
+            module.load_state_dict(load_state_dict(checkpoint), strict=True)
         except RuntimeError as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            raise ExportError(f"checkpoint {args.checkpoint} does not fit {args.module}: "
+            raise ExportError(f"checkpoint {checkpoint} does not fit {target}: "
                               f"{' '.join(lines[1:3]) or lines[0]}") from None
     return module.eval()
+
+
+def _load_module(args: argparse.Namespace) -> Any:
+    return load_module(args.module, json_object(args.module_kwargs, "--module-kwargs"),
+                       args.checkpoint)
 
 
 def _module_source(spec: str) -> str | None:
@@ -196,15 +205,16 @@ def _export_module(args: argparse.Namespace) -> tuple[Any, Any]:
         raise ExportError("--module needs --example-shape, once per forward argument")
     module = _load_module(args)
     names = lambda text: [n.strip() for n in text.split(",")] if text else None  # noqa: E731
-    model = export(module, tuple(_example(t) for t in args.example_shape), None,
+    model = export(module, tuple(example_tensor(t) for t in args.example_shape), None,
                    opset=args.opset, batch_layout=args.batch_layout,
                    input_names=names(args.input_names), output_names=names(args.output_names),
                    allow_nonfinite=args.allow_nonfinite, lowering=args.lowering,
-                   verify=not args.no_verify)
+                   verify=not args.no_verify,
+                   module_kwargs=json_object(args.module_kwargs, "--module-kwargs"))
     return model, module
 
 
-def _json_object(text: str, what: str) -> dict[str, Any]:
+def json_object(text: str, what: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -217,7 +227,7 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
 def _load_config(path: str) -> dict[str, Any]:
     from .files import read_text_capped
 
-    return _json_object(read_text_capped(path, "config file"), f"config {path}")
+    return json_object(read_text_capped(path, "config file"), f"config {path}")
 
 
 SPEC_FLAGS = ("cell", "proj_size", "input_size", "hidden_size", "num_layers", "nonlinearity",

@@ -9,7 +9,7 @@ from onnx import helper
 
 from .cells import ONNX_OPS
 
-__all__ = ["subgraphs", "recurrent_nodes", "attribute"]
+__all__ = ["subgraphs", "recurrent_nodes", "attribute", "ancestors", "descendants", "SHAPE_ONLY"]
 
 
 def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
@@ -30,3 +30,42 @@ def recurrent_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
 def attribute(node: onnx.NodeProto, name: str) -> Any:
     """The attribute's value (strings as bytes, as onnx returns them), or None if absent."""
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), None)
+
+
+# ops that read only their input's shape: a value reached through them does not depend on
+# the input's values
+SHAPE_ONLY = frozenset({"Shape", "Size"})
+
+
+def ancestors(graph: onnx.GraphProto, name: str) -> set[str]:
+    """Every tensor `name`'s value depends on (itself included), through the graph's nodes;
+    a Shape or Size node's input is not a dependency of its value."""
+    producers = {o: n for n in graph.node for o in n.output if o}
+    seen, todo = set(), [name]
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        node = producers.get(t)
+        if node is not None and node.op_type not in SHAPE_ONLY:
+            todo += [i for i in node.input if i]
+    return seen
+
+
+def descendants(graph: onnx.GraphProto, name: str) -> set[str]:
+    """Every tensor whose value depends on `name` (itself included)."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    seen, todo = set(), [name]
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        for n in readers.get(t, []):
+            if n.op_type not in SHAPE_ONLY:
+                todo += [o for o in n.output if o]
+    return seen

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import warnings
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import onnx
 from onnx import helper
@@ -26,6 +26,8 @@ from .errors import ExportError
 from .graph import PRODUCER_NAME, save_atomic
 from .lowering.scan import lower_rnn_scan
 from .lowering.stack import GraphBuilder, lower_rnn
+from .signature import (SIGNATURE_KEY, RNNEdges, Signature, class_path, flat_tensors,
+                        input_sigs, placeholder_edges, state_pairs)
 from .spec import RNNSpec
 from .weights import LayerWeights, pack_layers
 
@@ -369,6 +371,29 @@ def _verify(model: onnx.ModelProto, rnn_edges: list[tuple[str, RNNSpec]], n_rnns
 
 
 
+def _signature(model: Any, args: tuple, graph: onnx.GraphProto, edges: list[RNNEdges],
+               module_kwargs: Mapping[str, Any] | None) -> Signature:
+    """What `conformance check` needs to rebuild torch's answer (exporter/signature.py)."""
+    import torch.utils._pytree as pytree
+
+    leaves, spec, tensors = flat_tensors(args)
+    try:
+        args_spec = pytree.treespec_dumps(spec) if len(tensors) == len(leaves) else None
+    except Exception:     # a container pytree cannot write as JSON: check then passes by position
+        args_spec = None
+    if module_kwargs is not None:
+        try:
+            json.dumps(dict(module_kwargs))
+        except (TypeError, ValueError):
+            raise ExportError("module_kwargs must be JSON-serialisable (it is written into the "
+                              "file's metadata, for `conformance check`)") from None
+    return Signature(inputs=input_sigs(graph, [leaves[i] for i in tensors]),
+                     outputs=tuple(o.name for o in graph.output), module=class_path(model),
+                     module_kwargs=dict(module_kwargs) if module_kwargs is not None else None,
+                     args_spec=args_spec, state_pairs=tuple(state_pairs(graph, edges)),
+                     rnn_modules=tuple(edges))
+
+
 def _check_parameters(model: Any, allow_nonfinite: bool = False) -> None:
     """Every floating-point parameter and buffer finite (a diverged run exports silently)."""
     from .weights import check_finite
@@ -388,7 +413,8 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
                   input_names: Sequence[str] | None = None,
                   output_names: Sequence[str] | None = None, allow_nonfinite: bool = False,
                   external_data: bool | None = None, lowering: str = "rnn",
-                  verify: bool = True) -> onnx.ModelProto:
+                  verify: bool = True, module_kwargs: Mapping[str, Any] | None = None
+                  ) -> onnx.ModelProto:
     """Export any nn.Module whose forward runs nn.RNN / LSTM / GRU modules; each becomes native
     RNN / LSTM / GRU nodes (lowering "rnn") or MatMul + Scan (lowering "scan")."""
     import torch
@@ -414,17 +440,21 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
                for m, spec in zip(rnns, specs)]
     with torch.no_grad(), _swapped(model, rnns, paths, specs):
         onnx_model = _torch_export(model, args, opset, dynamic_shapes, input_names, output_names)
+    edges = placeholder_edges(onnx_model.graph, PLACEHOLDER_DOMAIN, first_paths,
+                              [s.seq_axis for s in specs])
     rnn_inputs, rnn_outputs = _splice(onnx_model, first_paths, specs, weights, batch_layout,
                                       lowering)
     _verify(onnx_model, rnn_inputs + rnn_outputs, len(rnns), dynamic_shapes)
     _name_dims(onnx_model.graph, rnn_inputs)
+    signature = _signature(model, args, onnx_model.graph, edges, module_kwargs)
     kept = [o for o in onnx_model.opset_import if o.domain != PLACEHOLDER_DOMAIN]
     del onnx_model.opset_import[:]
     onnx_model.opset_import.extend(kept)
     onnx_model.producer_name, onnx_model.producer_version = PRODUCER_NAME, __version__
     helper.set_model_props(onnx_model, {
         "rnn_modules": json.dumps({path: spec.config() for path, spec in zip(first_paths, specs)}),
-        "batch_layout": batch_layout, "lowering": lowering, "torch_version": torch.__version__})
+        "batch_layout": batch_layout, "lowering": lowering, "torch_version": torch.__version__,
+        SIGNATURE_KEY: signature.to_json()})
     try:
         onnx.checker.check_model(onnx_model, full_check=True)
     except Exception as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -17,7 +17,8 @@ from torch import nn
 from .seed import SeedRNN
 
 __all__ = ["Composite", "COMPOSITES", "RNNClassifier", "RNNTagger", "StackedRNNs", "LSTMTagger",
-           "GRUClassifier"]
+           "GRUClassifier", "StatefulLSTM", "StreamingVAD", "ProjectedLSTMEncoder", "GroupedLinear",
+           "GRUEnhancer", "DictForecaster"]
 
 Feeds = dict[str, np.ndarray]
 
@@ -117,16 +118,119 @@ class StatefulLSTM(nn.Module):
         return self.head(y), h_n, c_n
 
 
+class StreamingVAD(nn.Module):
+    """A voice-activity detector run frame by frame: each 4 ms frame of 64 samples goes
+    through a Conv1d front end, then an LSTM whose state the caller carries between chunks
+    (explicit (h, c) in and out), then a per-frame speech probability."""
+
+    def __init__(self, frame: int = 64, hidden: int = 16) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 4, kernel_size=8, stride=4)       # 64 samples → 15 steps
+        self.proj = nn.Linear(4 * ((frame - 8) // 4 + 1), 24)
+        self.lstm = nn.LSTM(24, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, frames: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, s, n = frames.shape
+        x = self.conv(frames.reshape(b * s, 1, n))                 # [b·s, 4, 15]
+        x = torch.relu(self.proj(torch.relu(x).reshape(b, s, -1)))  # [b, s, 24]
+        y, (h, c) = self.lstm(x, (h, c))                           # [b, s, hidden]
+        return torch.sigmoid(self.out(y)).squeeze(-1), h, c        # [b, s], [1, b, hidden] ×2
+
+
+class ProjectedLSTMEncoder(nn.Module):
+    """A transducer-style encoder: two projected LSTMs (proj_size) with a LayerNorm between,
+    each layer's (h, c) a state of its own in and out. Exported with lowering="scan" (the ONNX
+    LSTM op has no projection)."""
+
+    def __init__(self, features: int = 10, hidden: int = 16, proj: int = 8) -> None:
+        super().__init__()
+        self.layer1 = nn.LSTM(features, hidden, proj_size=proj, batch_first=True)
+        self.norm = nn.LayerNorm(proj)
+        self.layer2 = nn.LSTM(proj, hidden, proj_size=proj, batch_first=True)
+
+    def forward(self, x: torch.Tensor, h1: torch.Tensor, c1: torch.Tensor, h2: torch.Tensor,
+                c2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        y, (h1, c1) = self.layer1(x, (h1, c1))                     # [b, s, proj]
+        y, (h2, c2) = self.layer2(self.norm(y), (h2, c2))
+        return y, h1, c1, h2, c2
+
+
+class GroupedLinear(nn.Module):
+    """`groups` independent Linear maps over equal slices of the features (as speech
+    enhancers use to cut a wide layer's cost): [..., groups·i] → [..., groups·o]."""
+
+    def __init__(self, features: int, out: int, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+        self.weight = nn.Parameter(torch.randn(groups, features // groups, out // groups) * 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, f = x.shape
+        x = x.reshape(b, s, self.groups, f // self.groups)         # [b, s, g, i]
+        y = torch.einsum("bsgi,gio->bsgo", x, self.weight)         # [b, s, g, o]
+        return y.reshape(b, s, -1)                                  # [b, s, g·o]
+
+
+class GRUEnhancer(nn.Module):
+    """A speech-enhancement block: grouped linear in, a GRU whose state is carried between
+    chunks, grouped linear out to a mask applied to the input spectrum."""
+
+    def __init__(self, bins: int = 16, hidden: int = 24, groups: int = 4) -> None:
+        super().__init__()
+        self.inp = GroupedLinear(bins, hidden, groups)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.mask = GroupedLinear(hidden, bins, groups)
+
+    def forward(self, spectrum: torch.Tensor, h: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        y, h = self.gru(torch.relu(self.inp(spectrum)), h)         # [b, s, hidden]
+        return spectrum * torch.sigmoid(self.mask(y)), h
+
+
+class DictForecaster(nn.Module):
+    """A forecaster whose forward takes a dict of tensors: past values and a weekday index per
+    step; a 2-layer LSTM (sequence-major inside) and a head predicting the next `horizon`
+    values."""
+
+    def __init__(self, horizon: int = 3) -> None:
+        super().__init__()
+        self.weekday = nn.Embedding(7, 3)
+        self.lstm = nn.LSTM(2 + 3, 12, num_layers=2)
+        self.head = nn.Linear(12, horizon)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = torch.cat([batch["history"], self.weekday(batch["weekday"])], dim=-1)  # [b, s, 5]
+        _, (h_n, _) = self.lstm(x.transpose(0, 1))                 # h_n [2, b, 12]
+        return self.head(h_n[-1])                                  # [b, horizon]
+
+
 @dataclass(frozen=True)
 class Composite:
+    """How to build a whole model and feed it. `inputs(batch, seq, rng)` gives its flat input
+    tensors, named as the ONNX inputs will be; `call(feeds)` arranges them as the forward's
+    arguments (default: positional, in order); `options` are export options it needs."""
+
     name: str
     build: Callable[[], nn.Module]
     inputs: Callable[[int, int, np.random.Generator], Feeds]
     outputs: tuple[str, ...]
+    call: Callable[[dict[str, Any]], tuple] = lambda feeds: tuple(feeds.values())
+    options: Callable[[], dict[str, Any]] = dict
 
 
 def _randn(rng: np.random.Generator, *shape: int) -> np.ndarray:
     return rng.standard_normal(shape, dtype=np.float32)
+
+
+def _vad_shapes() -> dict[str, Any]:
+    """Only batch and sequence vary: a frame is always 64 samples (torch.export would leave
+    the frame size symbolic too, and the conv front end's Reshape then fixes nothing)."""
+    from torch.export import Dim
+
+    batch, seq = Dim("batch"), Dim("seq")
+    return {"dynamic_shapes": ({0: batch, 1: seq}, {1: batch}, {1: batch})}
 
 
 COMPOSITES = MappingProxyType({c.name: c for c in [
@@ -149,4 +253,22 @@ COMPOSITES = MappingProxyType({c.name: c for c in [
               ("logits", "h_n")),
     Composite("stateful-lstm", StatefulLSTM,
               lambda b, s, r: {"x": _randn(r, b, s, 5)}, ("scores", "h_n", "c_n")),
+    Composite("vad", StreamingVAD,
+              lambda b, s, r: {"frames": _randn(r, b, s, 64), "h": _randn(r, 1, b, 16),
+                               "c": _randn(r, 1, b, 16)},
+              ("speech", "h_n", "c_n"), options=_vad_shapes),
+    Composite("projected-encoder", ProjectedLSTMEncoder,
+              lambda b, s, r: {"x": _randn(r, b, s, 10), "h1": _randn(r, 1, b, 8),
+                               "c1": _randn(r, 1, b, 16), "h2": _randn(r, 1, b, 8),
+                               "c2": _randn(r, 1, b, 16)},
+              ("encoded", "h1_n", "c1_n", "h2_n", "c2_n"),
+              options=lambda: {"lowering": "scan"}),
+    Composite("gru-enhancer", GRUEnhancer,
+              lambda b, s, r: {"spectrum": _randn(r, b, s, 16), "h": _randn(r, 1, b, 24)},
+              ("enhanced", "h_n")),
+    Composite("dict-forecaster", DictForecaster,
+              lambda b, s, r: {"history": _randn(r, b, s, 2),
+                               "weekday": r.integers(0, 7, (b, s)).astype(np.int64)},
+              ("forecast",),
+              call=lambda f: ({"history": f["history"], "weekday": f["weekday"]},)),
 ]})

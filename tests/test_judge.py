@@ -64,6 +64,7 @@ def test_unavailable_cell_is_exactly_the_schema(relu):
         "worst_output": None, "worst_index": None, "max_abs_err_f64": None,
         "torch_f32_err": None, "tolerance": None, "divergence": None,
         "message": "not installed", "silently_wrong": False, "placement": None, "log": None,
+        "first_bad_step": None, "step_errors": None, "diverged_at": None,
         "status": "unavailable", "observed": "unavailable"}
 
 

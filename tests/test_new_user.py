@@ -46,12 +46,14 @@ def test_check_of_the_readmes_own_output_needs_no_flags(capsys, tmp_path, monkey
     assert rc == 2 and "--seed 8 (the file says 7)" in out
 
 
-def test_check_of_a_whole_model_file_says_why_not(capsys, tmp_path, monkeypatch):
+def test_check_of_a_whole_model_file_needs_its_checkpoint(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _export(capsys, "--module", "models.seed:SeedRNN", "--example-shape", "5,2,10",
-            "--example-shape", "1,2,20", "-o", "seed.onnx")
+            "--example-shape", "1,2,20", "-o", "seed.onnx", "--save-checkpoint", "seed.pt")
     rc, out = _check(capsys, "seed.onnx")
-    assert rc == 2 and "whole-model export" in out
+    assert rc == 2 and "needs the weights" in out and "--checkpoint" in out
+    rc, out = _check(capsys, "seed.onnx", "--checkpoint", "seed.pt")
+    assert rc == 0, out
 
 
 def test_runtime_output_goes_to_the_cell_not_the_console(tmp_path):

@@ -17,19 +17,21 @@ from .helpers import ATOL, RTOL
 SHAPES = [(1, 1), (3, 17), (2, 64)]     # (batch, seq); none is the export example's (2, 5)
 
 
-def _torch(module: nn.Module, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+def _torch(module: nn.Module, feeds: dict[str, np.ndarray], comp=None) -> list[np.ndarray]:
+    tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
     with torch.no_grad():
-        out = module(*[torch.from_numpy(v) for v in feeds.values()])
-    return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+        out = module(*(comp.call(tensors) if comp else tensors.values()))
+    return [o.numpy() for o in torch.utils._pytree.tree_leaves(out)]
 
 
-def _export(name: str):
+def _export(name: str, batch: int = 2, seq: int = 5):
     comp = COMPOSITES[name]
     torch.manual_seed(0)
     module = comp.build().eval()
-    example = comp.inputs(2, 5, np.random.default_rng(0))
-    model = export(module, tuple(torch.from_numpy(v) for v in example.values()),
-                   input_names=list(example), output_names=list(comp.outputs))
+    example = comp.inputs(batch, seq, np.random.default_rng(0))
+    model = export(module, comp.call({k: torch.from_numpy(v) for k, v in example.items()}),
+                   input_names=list(example), output_names=list(comp.outputs),
+                   **comp.options())
     return comp, module, model
 
 
@@ -37,15 +39,16 @@ def _export(name: str):
 def test_structure(name):
     comp, module, model = _export(name)
     ops = [n.op_type for n in model.graph.node]
-    layers = sum(m.num_layers for m in module.modules() if isinstance(m, nn.RNN))
-    assert ops.count("RNN") == layers
-    assert not {"Loop", "Scan"} & set(ops)
+    scan = comp.options().get("lowering") == "scan"
+    for cls, op in ((nn.RNN, "RNN"), (nn.LSTM, "LSTM"), (nn.GRU, "GRU")):
+        layers = sum(m.num_layers for m in module.modules() if type(m) is cls)
+        assert ops.count(op) == (0 if scan else layers), op
+    assert ("Scan" in ops) == scan and "Loop" not in ops
     assert not any(n.domain for n in model.graph.node)
     assert [o.name for o in model.graph.output] == list(comp.outputs)
     onnx.checker.check_model(model, full_check=True)
     # A longer example does not grow the graph: nothing is unrolled per step.
-    example = comp.inputs(2, 40, np.random.default_rng(1))
-    longer = export(module, tuple(torch.from_numpy(v) for v in example.values()))
+    longer = _export(name, 2, 40)[2]
     assert len(longer.graph.node) == len(model.graph.node)
 
 
@@ -56,7 +59,7 @@ def test_numbers_at_other_shapes(name):
     for batch, seq in SHAPES:
         feeds = comp.inputs(batch, seq, np.random.default_rng(batch * 100 + seq))
         got = sess.run(list(comp.outputs), feeds)
-        for g, w in zip(got, _torch(module, feeds)):
+        for g, w in zip(got, _torch(module, feeds, comp)):
             assert g.shape == w.shape
             np.testing.assert_allclose(g, w, atol=ATOL, rtol=RTOL)
 

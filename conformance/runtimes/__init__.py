@@ -8,7 +8,8 @@ from exporter.errors import ExportError
 
 from .base import Runtime
 
-__all__ = ["REGISTRY", "Runtime", "load_runtime", "runtime_class", "runtime_names", "base_name"]
+__all__ = ["REGISTRY", "Runtime", "load_runtime", "runtime_class", "runtime_names", "base_name",
+           "installed"]
 
 # name → "module:Class"; --runtimes also accepts a "module:Class" path directly.
 REGISTRY = MappingProxyType({
@@ -68,3 +69,25 @@ def load_runtime(name: str) -> Runtime:
     if name not in REGISTRY:
         runtime.name = name
     return runtime
+
+
+# settings of another runtime (ort-cuda, openvino), never picked by "installed"
+_SETTINGS = ("ort-cuda-tf32", "openvino-static")
+
+
+def installed() -> list[str]:
+    """The registered runtimes usable here (each adapter asked in this process)."""
+    found = []
+    for name in REGISTRY:
+        if name in _SETTINGS:
+            continue
+        try:
+            runtime = load_runtime(name)
+            try:
+                if runtime.available() is None:
+                    found.append(name)
+            finally:
+                runtime.close()
+        except Exception:    # a broken adapter is named explicitly to be judged an error
+            pass
+    return found

@@ -22,6 +22,18 @@ class _Session:
     runnable: Any
 
 
+def _causes(exc: BaseException) -> str:
+    """tract's error and its "Caused by" chain on one line (its first line alone, e.g.
+    "running pass declutter", says nothing), without the Rust backtrace."""
+    text = str(exc)
+    head, _, rest = text.partition("Caused by:")
+    rest = rest.split("Stack backtrace:")[0]
+    causes = [ln.strip().split(": ", 1)[-1] if ln.strip()[:1].isdigit() else ln.strip()
+              for ln in rest.splitlines() if ln.strip()]
+    return "TractError: " + ": ".join([head.strip().splitlines()[0] if head.strip() else ""]
+                                      + causes)
+
+
 class Tract(Runtime):
     name = "tract"
 
@@ -37,6 +49,12 @@ class Tract(Runtime):
         return tract.version()
 
     def load(self, model_path: str) -> Any:
+        try:
+            return self._load(model_path)
+        except Exception as exc:
+            raise RuntimeError(_causes(exc)) from None
+
+    def _load(self, model_path: str) -> Any:
         import onnx
         import tract
         model = tract.onnx().load(model_path)
@@ -50,7 +68,11 @@ class Tract(Runtime):
         return _Session(inputs, outputs, model.into_model().into_runnable())
 
     def run(self, session: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = session.runnable.run([np.ascontiguousarray(feeds[n]) for n in session.inputs])
+        try:
+            values = session.runnable.run([np.ascontiguousarray(feeds[n])
+                                           for n in session.inputs])
+        except Exception as exc:
+            raise RuntimeError(_causes(exc)) from None
         return {name: v.to_numpy() for name, v in zip(session.outputs, values)}
 
     def provider(self, session: Any) -> str:
