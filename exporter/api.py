@@ -12,12 +12,30 @@ from .graph import build_model, save_atomic
 from .spec import ExportOptions, RNNSpec
 from .weights import pack_layers
 
-__all__ = ["export", "export_spec", "module_state", "exportable_spec"]
+__all__ = ["export", "export_spec", "module_state", "exportable_spec", "missing_weights"]
 
 
 def module_state(module: Any) -> dict[str, np.ndarray]:
-    """nn.RNN parameters as float32 numpy arrays keyed like its state_dict."""
-    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    """nn.RNN parameters as float32 numpy arrays keyed like its state_dict. A weight that is
+    not a parameter but a plain tensor attribute — set by a wrapper in its forward, as
+    awd-lstm's WeightDrop (DropConnect) does — is read from the attribute."""
+    import torch
+
+    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    for name in getattr(module, "_flat_weights_names", ()):
+        value = module.__dict__.get(name)
+        if name not in state and isinstance(value, torch.Tensor):
+            state[name] = value.detach().cpu().numpy()
+    return state
+
+
+def missing_weights(module: Any) -> list[str]:
+    """The recurrent module's weights that are neither parameters nor tensor attributes."""
+    import torch
+
+    params = dict(module.named_parameters(recurse=False))
+    return [n for n in getattr(module, "_flat_weights_names", ())
+            if n not in params and not isinstance(module.__dict__.get(n), torch.Tensor)]
 
 
 def exportable_spec(module: Any, name: str = "the RNN") -> RNNSpec:

@@ -64,6 +64,16 @@ def _placeholder_class() -> type:
                     raise
                 return getattr(original, name)
 
+        def __setattr__(self, name: str, value: Any) -> None:
+            params = self.__dict__.get("_parameters", {})
+            if (name in params and isinstance(value, torch.Tensor)
+                    and not isinstance(value, nn.Parameter)):
+                # a wrapper assigning the module's weights in its forward (awd-lstm's WeightDrop
+                # sets dropout(raw), in eval mode raw itself): the graph holds the values read
+                # before the export; the self-check compares with torch eager at other shapes
+                return
+            super().__setattr__(name, value)
+
         def flatten_parameters(self) -> None:
             """cuDNN's flat weight buffer has no meaning in an ONNX graph: nothing to do."""
 
@@ -91,12 +101,34 @@ def _placeholder_class() -> type:
             # output [seq, batch, D·S] (batch_first: [batch, seq, D·S]), then h_n[, c_n]
             shapes = [[x.shape[0], x.shape[1], s.num_directions * s.state_size]] + [
                 s.state_shape(name, batch) for name in s.cell_info.states]
-            outs = torch.onnx.ops.symbolic_multi_out(
-                f"{PLACEHOLDER_DOMAIN}::RNN", (x, *states), {"key": self.key},
-                dtypes=tuple(x.dtype for _ in shapes), shapes=shapes, version=1)
+            outs = _placeholder_node(self.key, [x, *states], shapes)
             return (outs[0], (outs[1], outs[2])) if lstm else (outs[0], outs[1])
 
     return RNNPlaceholder
+
+
+def _placeholder_node(key: int, inputs: list[Any], shapes: list[list[Any]]) -> list[Any]:
+    """One `torch_rnn_onnx::RNN` node (float32 outputs of `shapes`), as
+    torch.onnx.ops.symbolic_multi_out would emit it.
+
+    Why not call that function: dynamo skips everything under torch/onnx, so torch.export's
+    strict mode refuses the call ("Attempted to call function marked as skipped"), and strict
+    mode is the only one that keeps `len(x)` symbolic (non-strict `len()` returns a plain int
+    and fixes the size). The custom op it wraps is traceable, so call that op directly, with
+    the attribute encoding done here, outside the trace. Falls back to the public function
+    where the op is not there (another torch release)."""
+    import torch
+
+    op = getattr(getattr(torch.ops, "onnx_symbolic", None), "_symbolic_multi_out", None)
+    if op is None:
+        return torch.onnx.ops.symbolic_multi_out(
+            f"{PLACEHOLDER_DOMAIN}::RNN", tuple(inputs), {"key": key},
+            dtypes=tuple(torch.float32 for _ in shapes), shapes=shapes, version=1)
+    onnx_float = 1        # TensorProto.FLOAT: the placeholder's outputs are float32
+    return op.default(inputs, "RNN", [onnx_float] * len(shapes), shapes=shapes,
+                      attr_keys=["key"], attr_types=["i"], attr_pos=[[0, 1]], attr_ints=[key],
+                      attr_floats=[], attr_strs=[], metadata_props_keys=[],
+                      metadata_props_values=[], domain=PLACEHOLDER_DOMAIN, version=1)
 
 
 def _find_rnns(model: Any) -> tuple[list[Any], dict[int, list[str]]]:
@@ -228,9 +260,15 @@ def _size_oblivious() -> Any:
         return contextlib.nullcontext()
 
 
+class FrozenDimension(ExportError):
+    """torch.export fixed the batch or sequence size of a recurrent module."""
+
+
 def _torch_export(model: Any, args: tuple, opset: int, dynamic_shapes: Any,
-                  input_names: Sequence[str] | None, output_names: Sequence[str] | None
-                  ) -> onnx.ModelProto:
+                  input_names: Sequence[str] | None, output_names: Sequence[str] | None,
+                  strict: bool | None = None) -> onnx.ModelProto:
+    """torch.export (non-strict, then strict if that fails; `strict` True: strict only)
+    and torch.onnx on the program."""
     import torch
 
     shapes = dynamic_shapes if dynamic_shapes is not None else _default_dynamic_shapes(args)
@@ -242,15 +280,20 @@ def _torch_export(model: Any, args: tuple, opset: int, dynamic_shapes: Any,
             # As torch.onnx does: sizes of 0 or 1 in the examples stay dynamic
             # (backed_size_oblivious), non-strict first, then strict.
             with _size_oblivious():
-                try:
-                    ep = torch.export.export(model, args, dynamic_shapes=shapes, strict=False)
-                except ExportError:
-                    raise
-                except Exception as first:
+                if strict:
+                    ep = torch.export.export(model, args, dynamic_shapes=shapes, strict=True)
+                else:
                     try:
-                        ep = torch.export.export(model, args, dynamic_shapes=shapes, strict=True)
-                    except Exception:   # both failed: the non-strict error says more
-                        raise first from None
+                        ep = torch.export.export(model, args, dynamic_shapes=shapes,
+                                                 strict=False)
+                    except ExportError:
+                        raise
+                    except Exception as first:
+                        try:
+                            ep = torch.export.export(model, args, dynamic_shapes=shapes,
+                                                     strict=True)
+                        except Exception:   # both failed: the non-strict error says more
+                            raise first from None
             _refuse_stray_recurrent(ep)
             program = torch.onnx.export(
                 ep, dynamo=True, opset_version=opset, optimize=True, verbose=False,
@@ -344,10 +387,12 @@ def _splice(model: onnx.ModelProto, paths: list[str], specs: list[RNNSpec],
 
 
 def _verify(model: onnx.ModelProto, rnn_edges: list[tuple[str, RNNSpec]], n_rnns: int,
-            dynamic_shapes: Any) -> None:
+            dynamic_shapes: Any, code_batch1: bool = False) -> None:
     """Never write a frozen file: every placeholder must be gone, and (unless the caller
     chose dynamic_shapes) the batch and sequence dims of every RNN's input and output must
-    be symbolic."""
+    be symbolic. `code_batch1`: a batch of 1 fixed by the module's own code (the classic
+    tagger's `x.view(len(x), 1, -1)`, seen through strict tracing) is the module's design,
+    accepted while the sequence stays symbolic."""
     g = model.graph
     if any(n.domain == PLACEHOLDER_DOMAIN for n in g.node):
         raise ExportError("internal: a placeholder was left in the graph")
@@ -360,13 +405,18 @@ def _verify(model: onnx.ModelProto, rnn_edges: list[tuple[str, RNNSpec]], n_rnns
         dims = [d for vi in (*g.input, *g.value_info, *g.output) if vi.name == x
                 for d in vi.type.tensor_type.shape.dim][:2]
         for axis, word in ((spec.seq_axis, "sequence length"), (spec.batch_axis, "batch size")):
+            seq_symbolic = spec.seq_axis < len(dims) and not dims[spec.seq_axis].HasField(
+                "dim_value")
+            if (code_batch1 and axis == spec.batch_axis and seq_symbolic
+                    and axis < len(dims) and dims[axis].dim_value == 1):
+                continue
             if axis < len(dims) and dims[axis].HasField("dim_value"):
                 size = dims[axis].dim_value
                 why = ("torch.export specialises every dimension of size 0 or 1: give example "
                        "inputs whose batch and sequence are at least 2" if size <= 1 else
                        "the module's code specialises on it; pass dynamic_shapes explicitly "
                        "if a fixed size is what you want")
-                raise ExportError(f"torch.export fixed the {word} of an nn.RNN to {size}, so "
+                raise FrozenDimension(f"torch.export fixed the {word} of an nn.RNN to {size}, so "
                                   f"the file would refuse every other size: {why}")
 
 
@@ -419,7 +469,8 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
     RNN / LSTM / GRU nodes (lowering "rnn") or MatMul + Scan (lowering "scan")."""
     import torch
 
-    from .api import exportable_spec, module_state, refuse_global_hooks, refuse_hooks
+    from .api import (exportable_spec, missing_weights, module_state, refuse_global_hooks,
+                      refuse_hooks)
 
     if args is None:
         raise ExportError("exporting a whole module needs example args, as torch.onnx.export does")
@@ -436,16 +487,44 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
             raise ExportError(f"{path}: the ONNX LSTM op has no projection (proj_size); "
                               "export with lowering=\"scan\" (--lowering scan)")
     _check_parameters(model, allow_nonfinite)
+    if any(missing_weights(m) for m in rnns):
+        # a wrapper sets them in its forward (awd-lstm's WeightDrop deletes weight_hh_l0 and
+        # assigns dropout(raw) before each call): one eval-mode call leaves the values the
+        # graph must hold
+        try:
+            with torch.no_grad():
+                model(*args)
+        except Exception as exc:
+            raise ExportError(f"the module's forward fails on the example: "
+                              f"{type(exc).__name__}: {exc}"[:500]) from None
+        gone = [f"{p}.{n}" for m, p in zip(rnns, first_paths) for n in missing_weights(m)]
+        if gone:
+            raise ExportError(f"{', '.join(gone)} {'is' if len(gone) == 1 else 'are'} neither "
+                              "a parameter nor set by the forward: nothing to export")
     weights = [pack_layers(module_state(m), spec, allow_nonfinite=True)
                for m, spec in zip(rnns, specs)]
-    with torch.no_grad(), _swapped(model, rnns, paths, specs):
-        onnx_model = _torch_export(model, args, opset, dynamic_shapes, input_names, output_names)
-    edges = placeholder_edges(onnx_model.graph, PLACEHOLDER_DOMAIN, first_paths,
-                              [s.seq_axis for s in specs])
-    rnn_inputs, rnn_outputs = _splice(onnx_model, first_paths, specs, weights, batch_layout,
-                                      lowering)
-    _verify(onnx_model, rnn_inputs + rnn_outputs, len(rnns), dynamic_shapes)
-    _name_dims(onnx_model.graph, rnn_inputs)
+    def lowered(strict: bool | None) -> tuple[onnx.ModelProto, list[RNNEdges]]:
+        with torch.no_grad(), _swapped(model, rnns, paths, specs):
+            onnx_model = _torch_export(model, args, opset, dynamic_shapes, input_names,
+                                       output_names, strict)
+        edges = placeholder_edges(onnx_model.graph, PLACEHOLDER_DOMAIN, first_paths,
+                                  [s.seq_axis for s in specs])
+        rnn_inputs, rnn_outputs = _splice(onnx_model, first_paths, specs, weights,
+                                          batch_layout, lowering)
+        _verify(onnx_model, rnn_inputs + rnn_outputs, len(rnns), dynamic_shapes,
+                code_batch1=bool(strict))
+        _name_dims(onnx_model.graph, rnn_inputs)
+        return onnx_model, edges
+
+    try:
+        onnx_model, edges = lowered(None)
+    except FrozenDimension as frozen:
+        # non-strict tracing fixes a size the code reads as a Python int (`len(x)`, an int
+        # from x.shape used in arithmetic); strict tracing (dynamo) keeps it symbolic
+        try:
+            onnx_model, edges = lowered(True)
+        except ExportError:
+            raise frozen from None
     signature = _signature(model, args, onnx_model.graph, edges, module_kwargs)
     kept = [o for o in onnx_model.opset_import if o.domain != PLACEHOLDER_DOMAIN]
     del onnx_model.opset_import[:]

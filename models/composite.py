@@ -18,7 +18,7 @@ from .seed import SeedRNN
 
 __all__ = ["Composite", "COMPOSITES", "RNNClassifier", "RNNTagger", "StackedRNNs", "LSTMTagger",
            "GRUClassifier", "StatefulLSTM", "StreamingVAD", "ProjectedLSTMEncoder", "GroupedLinear",
-           "GRUEnhancer", "DictForecaster"]
+           "GRUEnhancer", "DictForecaster", "WeightDrop", "WeightDropLM", "TutorialTagger"]
 
 Feeds = dict[str, np.ndarray]
 
@@ -206,6 +206,58 @@ class DictForecaster(nn.Module):
         return self.head(h_n[-1])                                  # [b, horizon]
 
 
+class WeightDrop(nn.Module):
+    """DropConnect on a recurrent module's hidden-to-hidden weights, as awd-lstm does it: the
+    weight parameter is replaced by `<name>_raw` on the wrapper, and each call assigns
+    dropout(raw) to the module before calling its forward directly. In eval mode the
+    weights are the raw ones."""
+
+    def __init__(self, module: nn.Module, weights: list[str], dropout: float) -> None:
+        super().__init__()
+        self.module, self.weights, self.dropout = module, list(weights), dropout
+        for name in self.weights:
+            raw = getattr(module, name)
+            del module._parameters[name]
+            self.register_parameter(f"{name}_raw", nn.Parameter(raw.data))
+
+    def forward(self, *args: torch.Tensor) -> tuple:
+        for name in self.weights:
+            raw = getattr(self, f"{name}_raw")
+            setattr(self.module, name, nn.functional.dropout(raw, self.dropout, self.training))
+        return self.module.forward(*args)
+
+
+class WeightDropLM(nn.Module):
+    """An awd-lstm-style language model: embedding → weight-dropped LSTM (called through its
+    wrapper) → decoder over the vocabulary, sequence-major."""
+
+    def __init__(self, vocab: int = 40, embed: int = 8, hidden: int = 12) -> None:
+        super().__init__()
+        self.encoder = nn.Embedding(vocab, embed)
+        self.rnn = WeightDrop(nn.LSTM(embed, hidden), ["weight_hh_l0"], 0.5)
+        self.decoder = nn.Linear(hidden, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        y, _ = self.rnn(self.encoder(tokens))                      # [seq, batch, hidden]
+        return self.decoder(y)
+
+
+class TutorialTagger(nn.Module):
+    """The PyTorch tutorial's part-of-speech tagger: one unbatched sentence of token ids,
+    `len(sentence)` in the forward and a batch of 1 built in with view()."""
+
+    def __init__(self, vocab: int = 30, embed: int = 6, hidden: int = 8, tags: int = 3) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab, embed)
+        self.lstm = nn.LSTM(embed, hidden)
+        self.hidden2tag = nn.Linear(hidden, tags)
+
+    def forward(self, sentence: torch.Tensor) -> torch.Tensor:
+        embeds = self.word_embeddings(sentence)
+        lstm_out, _ = self.lstm(embeds.view(len(sentence), 1, -1))    # [seq, 1, hidden]
+        return torch.log_softmax(self.hidden2tag(lstm_out.view(len(sentence), -1)), dim=1)
+
+
 @dataclass(frozen=True)
 class Composite:
     """How to build a whole model and feed it. `inputs(batch, seq, rng)` gives its flat input
@@ -271,4 +323,10 @@ COMPOSITES = MappingProxyType({c.name: c for c in [
                                "weekday": r.integers(0, 7, (b, s)).astype(np.int64)},
               ("forecast",),
               call=lambda f: ({"history": f["history"], "weekday": f["weekday"]},)),
+    Composite("weight-drop-lm", WeightDropLM,
+              lambda b, s, r: {"tokens": r.integers(0, 40, (s, b)).astype(np.int64)},
+              ("logits",)),
+    Composite("tutorial-tagger", TutorialTagger,      # one sentence: the batch is always 1
+              lambda b, s, r: {"sentence": r.integers(0, 30, (s,)).astype(np.int64)},
+              ("tag_scores",)),
 ]})

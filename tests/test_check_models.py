@@ -25,7 +25,8 @@ from models.composite import COMPOSITES
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = "ort-cpu,openvino"                 # two installed CPU runtimes (core + extra)
-EXAMPLES = ["vad", "projected-encoder", "gru-enhancer", "dict-forecaster", "stateful-lstm"]
+EXAMPLES = ["vad", "projected-encoder", "gru-enhancer", "dict-forecaster", "stateful-lstm",
+            "weight-drop-lm", "tutorial-tagger"]
 
 
 def _exported(name: str, folder: Path, seed: int = 0):
@@ -215,6 +216,38 @@ def test_pytest_plugin_gives_one_item_per_runtime(tmp_path):
     out = r.stdout + r.stderr
     assert "2 failed, 2 passed" in out, out[-3000:]
     assert "test_bad[ort-cpu]" in out and "test_bad[openvino]" in out
+
+
+# ---- ordinary code exports ---------------------------------------------------------------
+
+def test_len_of_the_input_with_a_named_dim_exports_through_strict_tracing(tmp_path):
+    """`len(sentence)` fixes the size under non-strict tracing; strict tracing keeps it
+    symbolic, and the stand-in's node is traceable there."""
+    from torch.export import Dim
+
+    from models.composite import TutorialTagger
+
+    torch.manual_seed(0)
+    module = TutorialTagger().eval()
+    model = export(module, (torch.randint(0, 30, (5,)),), tmp_path / "t.onnx",
+                   dynamic_shapes={"sentence": {0: Dim("seq")}})
+    (x,) = model.graph.input
+    assert [d.dim_param for d in x.type.tensor_type.shape.dim] == ["seq"]
+    assert conformance.check_model(module, tmp_path / "t.onnx", runtimes="ort-cpu").ok
+
+
+def test_weight_dropped_lstm_exports_its_eval_weights(tmp_path):
+    from models.composite import WeightDropLM
+
+    torch.manual_seed(0)
+    module = WeightDropLM().eval()
+    assert "weight_hh_l0" not in dict(module.rnn.module.named_parameters())
+    export(module, (torch.randint(0, 40, (5, 2)),), tmp_path / "lm.onnx")
+    assert conformance.check_model(module, tmp_path / "lm.onnx", runtimes=CPU).ok
+    # a wrong raw weight shows: the export is what the wrapper computes, not a stale copy
+    with torch.no_grad():
+        module.rnn.weight_hh_l0_raw[0, 0] += 0.5
+    assert not conformance.check_model(module, tmp_path / "lm.onnx", runtimes="ort-cpu").ok
 
 
 # ---- another exporter's file ------------------------------------------------------------
