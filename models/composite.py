@@ -96,12 +96,8 @@ class GRUClassifier(nn.Module):
 class StatefulLSTM(nn.Module):
     """The common tutorial pattern: the forward reads its LSTM's own attributes and weights
     to build the initial state, and calls flatten_parameters() first (speechbrain's wrappers
-    do the same); returns the per-step output and both final states.
-
-    Not in the conformance matrices yet: tract fails to evaluate its LSTM nodes at batch ≥ 2
-    ("Evaluating … Scan") when the initial state is computed in the graph from the input's
-    shape (Expand / ConstantOfShape) and has a leading dimension > 1 — a finding awaiting a
-    reviewed divergence entry (its exact scope is still being measured)."""
+    do the same); returns the per-step output and both final states. (tract cannot evaluate
+    its in-graph initial state at batch ≥ 2: divergences.toml, tract-computed-initial-state-batch.)"""
 
     def __init__(self) -> None:
         super().__init__()
