@@ -170,7 +170,7 @@ def measure(shape: Shape, threads: int, warmup: int, repeats: int, rate: float) 
     """torch eager vs each lowering on onnxruntime CPU (and the bare RNN node) for one shape,
     at `threads` threads and, for onnxruntime, at each of _thread_settings(threads)."""
     from exporter import export
-    from exporter.api import module_state
+    from exporter.reading import module_state
     from exporter.weights import pack_layers
 
     spec, module, feeds, torch_forward = _case(shape, threads)

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from exporter.cli import OneLineParser, add_rnn_arguments, resolve_rnn, run_cli
 from exporter.errors import ExportError
 
-from .matrix import MATRIX_NAMES, load_matrix, select, shard
+from .matrix import MATRIX_NAMES, load_matrix, select, shard, with_targets
 from .runner import Prepared, execute, prepare_matrix, temp_workdir
 from .check import DEFAULT_CHUNKS
 from .runtimes import REGISTRY, installed, runtime_names
@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"{', '.join(MATRIX_NAMES)} or a TOML file (default smoke)")
     run.add_argument("--select", metavar="PATTERN", help="case-id glob, or substring")
     run.add_argument("--shard", type=_shard_arg, metavar="i/N", help="run shard i of N")
+    run.add_argument("--targets", default="none", metavar="A,B",
+                     help="export every case once per exporter target (exporter --target): "
+                          "none (default: the files exactly as each case's options say — the "
+                          "honest report on runtimes), any, ort, openvino, tract, "
+                          "onnx-reference")
     run.add_argument("--vectors", type=Path, metavar="DIR",
                      help="also write every case as ONNX test vectors into DIR")
     run.add_argument("--exporters", default="ours", metavar="A,B",
@@ -263,7 +268,7 @@ def _prepare(cases: list, workdir: Path, exporters: Sequence[str] = ("ours",)) -
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    cases = select(load_matrix(args.matrix), args.select)
+    cases = select(with_targets(load_matrix(args.matrix), _targets(args)), args.select)
     if args.shard:
         cases = shard(cases, *args.shard)
     _runtimes(args)  # validate before the slow part
@@ -279,8 +284,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
             write_vectors(prepared, args.vectors)
         meta = {"command": "run", "matrix": args.matrix, "select": args.select,
                 "shard": "/".join(map(str, args.shard)) if args.shard else None,
-                "exporters": exporters}
+                "exporters": exporters, "targets": _targets(args)}
         return _execute(prepared, args, meta)
+
+
+def _targets(args: argparse.Namespace) -> list[str]:
+    from exporter.targets import target_name
+
+    names = [t.strip() for t in getattr(args, "targets", "none").split(",") if t.strip()]
+    if not names:
+        raise ExportError("--targets needs at least one target")
+    return list(dict.fromkeys(target_name(t) for t in names))
 
 
 def _input_cases(text: str) -> list[tuple[int, int]]:
@@ -420,13 +434,14 @@ def _cmd_support(args: argparse.Namespace) -> int:
         rc = 0
     else:
         args.select, args.shard, args.vectors = None, None, None
+        args.targets = "none,any"        # the honest table, and what --target gives
         rc = _cmd_run(args)
         args.reports = [args.report_dir / "report.json"]
     cells, reports = load_reports(args.reports)
     # how to rebuild the table from scratch, read off the reports it was built from
     matrices = sorted({str(r.get("matrix")) for r in reports})
     runtimes = ",".join(dict.fromkeys(rt for r in reports for rt in r["runtimes"]))
-    command = (f"python -m conformance support --matrix {'/'.join(matrices)} "
+    command = (f"python -m conformance support --matrix {'/'.join(matrices)} "   # targets none,any
                f"--runtimes {runtimes}" + (f"   # merged from {len(reports)} reports"
                                            if len(reports) > 1 else ""))
     missing = sorted({rt for r in reports for rt, info in r["runtimes"].items()

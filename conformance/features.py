@@ -20,7 +20,9 @@ node" is an ONNX RNN, LSTM or GRU node:
     rnn-no-initial-h        a recurrent node without an initial_h input (zero initial state)
     rnn-computed-initial-state  a recurrent node (top-level graph) whose initial_h is computed
                             in the graph from no graph input's values (e.g. zeros shaped from
-                            the input's Shape), rather than fed or absent
+                            the input's Shape), rather than fed or absent — as one tensor: a
+                            state concatenated from per-layer·direction blocks (what the
+                            exporter's explicit zero state writes) does not count
     rnn-symbolic-batch      a recurrent node whose input's batch dimension is not a fixed
                             number (per ONNX shape inference; unknown counts as symbolic)
     scan                    a Scan node
@@ -151,6 +153,19 @@ def _inferred_dims(model: onnx.ModelProto) -> dict[str, tuple]:
     return found
 
 
+def _from_blocks(graph: onnx.GraphProto, name: str) -> bool:
+    """`name` is (a Split or Identity of) a Concat along axis 0: one block per layer and
+    direction, or a single block passed through Identity."""
+    producers = {o: n for n in graph.node for o in n.output if o}
+    node = producers.get(name)
+    while node is not None and node.op_type in ("Split", "Identity"):
+        if node.op_type == "Identity":
+            return True
+        node = producers.get(node.input[0])
+    return node is not None and node.op_type == "Concat" and any(
+        a.name == "axis" and a.i == 0 for a in node.attribute)
+
+
 def graph_features(model: onnx.ModelProto) -> frozenset[str]:
     consts = _constants(model.graph)
     dims = _inferred_dims(model)
@@ -161,7 +176,8 @@ def graph_features(model: onnx.ModelProto) -> frozenset[str]:
         if node.op_type in ONNX_OPS:
             feats |= _rnn_features(node, dims)
             h0 = _input(node, _RNN_INITIAL_H)
-            if h0 and node.name in top and not ancestors(model.graph, h0) & inputs:
+            if (h0 and node.name in top and not ancestors(model.graph, h0) & inputs
+                    and not _from_blocks(model.graph, h0)):
                 feats.add("rnn-computed-initial-state")
         elif node.op_type == "Scan":
             feats.add("scan")

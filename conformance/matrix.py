@@ -16,6 +16,7 @@ from models.presets import preset
 from .truth import LENGTH_PATTERNS
 
 __all__ = ["ModelCase", "CompositeCase", "InputCase", "Case", "load_matrix", "select", "shard", "MATRICES_FILE",
+           "with_targets",
            "MATRIX_NAMES", "stable_seed"]
 
 MATRICES_FILE = Path(__file__).with_name("matrices.toml")
@@ -49,21 +50,25 @@ class ModelCase(_Seeded):
     opset: int = 17
     batch_layout: str = "transpose"
     sequence_lens: bool = False
-    lowering: str = "rnn"
+    lowering: str | None = "rnn"        # None: the target's choice
+    # the exporter's target (exporter/targets.py): "none" writes exactly these options, the
+    # files the first support table judges; a runtime family or "any" lets the target choose
+    target: str = "none"
 
     @property
     def id(self) -> str:
         h0 = "h0in" if self.initial_state == "input" else "h0zero"
         layout = "-layout1" if self.batch_layout == "attribute" else ""
         lens = "-seqlens" if self.sequence_lens else ""
-        lowering = "" if self.lowering == "rnn" else f"-{self.lowering}"
+        lowering = "" if self.lowering in ("rnn", None) else f"-{self.lowering}"
         suffix = "" if self.opset == 17 else f"-op{self.opset}"
-        return f"{self.spec.id}-{h0}{layout}{lens}{lowering}{suffix}"
+        target = "" if self.target == "none" else f"-for-{self.target}"
+        return f"{self.spec.id}-{h0}{layout}{lens}{lowering}{suffix}{target}"
 
     def export_options(self) -> dict[str, Any]:
         return {"opset": self.opset, "initial_state": self.initial_state,
                 "batch_layout": self.batch_layout, "sequence_lens": self.sequence_lens,
-                "lowering": self.lowering}
+                "lowering": self.lowering, "target": self.target}
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,11 @@ class CompositeCase(_Seeded):
     """A whole model from models/composite.py (torch module as ground truth)."""
 
     name: str
+    target: str = "none"
 
     @property
     def id(self) -> str:
-        return f"composite-{self.name}"
+        return f"composite-{self.name}" + ("" if self.target == "none" else f"-for-{self.target}")
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,27 @@ def _block_cases(block: dict[str, Any], where: str) -> list[Case]:
     return [Case(m, InputCase(i.batch, i.seq, p) if m.sequence_lens else i)
             for m in models for i in inputs
             for p in (patterns if m.sequence_lens else [None])]
+
+
+def with_targets(cases: list[Case], targets: list[str]) -> list[Case]:
+    """Every case once per exporter target: "none" keeps the case as written; another target
+    lets the exporter choose the construction (a native-node case's lowering becomes the
+    target's choice; an explicit scan case stays scan; a layout=1 case, an explicit
+    deployment choice, is left out)."""
+    from dataclasses import replace
+
+    out = []
+    for target in targets:
+        for case in cases:
+            m = case.model
+            if target == "none":
+                out.append(case)
+            elif isinstance(m, CompositeCase):
+                out.append(replace(case, model=replace(m, target=target)))
+            elif m.batch_layout != "attribute":
+                out.append(replace(case, model=replace(
+                    m, target=target, lowering=None if m.lowering == "rnn" else m.lowering)))
+    return out
 
 
 def load_matrix(name_or_file: str) -> list[Case]:

@@ -60,7 +60,11 @@ def _labels(case: Case) -> dict[str, Any]:
     return {**case.model.spec.config(), "initial_state": case.model.initial_state,
             "opset": case.model.opset, "batch_layout": case.model.batch_layout,
             "sequence_lens": case.model.sequence_lens, "lengths": case.inputs.lengths,
-            "lowering": case.model.lowering,
+            "lowering": case.model.lowering, "target": case.model.target,
+            # the lowering the case asked for ("rnn" where the target chose): the second
+            # support table groups target files by what the user exported, not by what the
+            # target built
+            "case_lowering": case.model.lowering or "rnn",
             "batch": case.inputs.batch, "seq": case.inputs.seq}
 
 
@@ -89,7 +93,7 @@ def _prepare_composite(model_case: CompositeCase, group: Iterable[Case],
         # own self-check only at two
         export(module, comp.call({k: torch.from_numpy(v) for k, v in example.items()}), path,
                input_names=list(example), output_names=list(comp.outputs), verify=False,
-               **comp.options())
+               **{"target": model_case.target, **comp.options()})
         model = onnx.load(str(path))
         target = WholeModel(path, module, read_signature(model))
     except Exception as exc:  # an exporter bug must show as error cells, not stop the run
@@ -97,7 +101,7 @@ def _prepare_composite(model_case: CompositeCase, group: Iterable[Case],
     prepared = []
     for case in group:
         labels = {"composite": comp.name, "batch": case.inputs.batch, "seq": case.inputs.seq,
-                  "exporter": "ours"}
+                  "exporter": "ours", "target": model_case.target}
         feeds = comp.inputs(case.inputs.batch, case.inputs.seq, np.random.default_rng(case.seed))
         if target is None:
             prepared.append(Prepared(case.id, model_case.id, str(path), feeds, {}, {}, labels,
@@ -158,6 +162,8 @@ def _export_ours(model_case: ModelCase, module: Any, workdir: Path,
         # verify=False: this case's cells are the verification (the self-check runs two shapes)
         model = export(module, **model_case.export_options(), verify=False)
         labels["export_s"] = round(time.perf_counter() - start, 4)
+        # what the file is: a target may have chosen another lowering than the case's
+        labels["lowering"] = {p.key: p.value for p in model.metadata_props}.get("lowering")
         save_atomic(model, path)
         if with_structure:   # the exporters axis compares structure too
             from .exporters import structure

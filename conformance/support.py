@@ -142,7 +142,29 @@ def support_rows(cells: list[dict]) -> tuple[list[str], dict[str, dict[str, str]
     return runtimes, table
 
 
+def _target(c: dict) -> str:
+    return (c.get("labels") or {}).get("target") or "none"
+
+
+def _as_asked(c: dict) -> dict:
+    """A target file's cell, labelled with the lowering the case asked for."""
+    labels = c["labels"]
+    return {**c, "labels": {**labels, "lowering": labels.get("case_lowering",
+                                                             labels.get("lowering"))}}
+
+
+def _table_lines(runtimes: list[str], table: dict, versions: dict) -> list[str]:
+    lines = ["| feature | " + " | ".join(rt if pinned(rt) else f"{rt} {versions.get(rt, '')}"
+                                         for rt in runtimes) + " |",
+             "|---|" + "---|" * len(runtimes)]
+    for feature, row in table.items():
+        lines.append(f"| {feature} | " + " | ".join(row[rt] for rt in runtimes) + " |")
+    return lines
+
+
 def support_markdown(cells: list[dict], reports: list[dict], command: str) -> str:
+    targeted = [_as_asked(c) for c in cells if _target(c) == "any"]
+    cells = [c for c in cells if _target(c) == "none"]
     runtimes, table = support_rows(cells)
     versions = {}
     for r in reports:
@@ -164,12 +186,22 @@ def support_markdown(cells: list[dict], reports: list[dict], command: str) -> st
              "❌ silently wrong results (the dangerous kind); ⛔ refused at load, or crashed. "
              "Bracketed names are the reviewed entries of "
              "[conformance/divergences.toml](../conformance/divergences.toml).", "",
-             "| feature | " + " | ".join(rt if pinned(rt) else f"{rt} {versions.get(rt, '')}"
-                                         for rt in runtimes) + " |",
-             "|---|" + "---|" * len(runtimes)]
-    for feature, row in table.items():
-        lines.append(f"| {feature} | " + " | ".join(row[rt] for rt in runtimes) + " |")
-    divergences = {c["divergence"]["id"]: c["divergence"] for c in cells if c.get("divergence")}
+             *_table_lines(runtimes, table, versions)]
+    if targeted:
+        t_runtimes, t_table = support_rows(targeted)
+        t_table = {f: row for f, row in t_table.items() if "layout=1" not in f}
+        t_runtimes = [rt for rt in runtimes if rt in t_runtimes] + [
+            rt for rt in t_runtimes if rt not in runtimes]
+        lines += ["", "## What `--target any` (the exporter's default) gives each runtime", "",
+                  "The same cases exported with `target=\"any\"`: per recurrent module, the "
+                  "construction every runtime above computes exactly (exporter/targets.py: the "
+                  "scan lowering where a runtime ignores or refuses the RNN op's activations or "
+                  "sequence_lens, an explicit zero initial state, a time flip tract accepts). "
+                  "Rows are the features the user exported; the layout=1 rows are left out (an "
+                  "explicit deployment choice the target does not override).", "",
+                  *_table_lines(t_runtimes, t_table, versions)]
+    divergences = {c["divergence"]["id"]: c["divergence"]
+                   for c in (*cells, *targeted) if c.get("divergence")}
     if divergences:
         lines += ["", "## Known divergences behind these cells", ""]
         for did, d in sorted(divergences.items()):

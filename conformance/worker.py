@@ -179,9 +179,10 @@ class Worker:
         try:
             _, reason, version, options, error = parent.recv()
         except EOFError:
+            proc = self._proc
             self._kill()
             raise RuntimeError(f"{self.name} worker died while starting "
-                               f"(exit code {self._proc.exitcode})") from None
+                               f"(exit code {proc.exitcode})") from None
         self.hello = (reason, version, options, error)
 
     def describe(self) -> Hello:
@@ -220,12 +221,16 @@ class Worker:
         return outcome
 
     def _kill(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(5)
-        if self._conn is not None:
-            self._conn.close()
+        proc, conn = self._proc, self._conn
         self._proc = self._conn = None
+        if proc is not None and proc.is_alive():
+            proc.kill()
+            proc.join(5)
+        if conn is not None:
+            try:
+                conn.close()
+            except OSError:     # closed meanwhile by the thread whose cell it ran (SIGTERM)
+                pass
 
     def close(self) -> None:
         if self._proc is not None and self._proc.is_alive():

@@ -9,75 +9,11 @@ import onnx
 
 from .errors import ExportError
 from .graph import build_model, save_atomic
+from .reading import exportable_spec, module_state, refuse_global_hooks, refuse_hooks
 from .spec import ExportOptions, RNNSpec
 from .weights import pack_layers
 
-__all__ = ["export", "export_spec", "module_state", "exportable_spec", "missing_weights"]
-
-
-def module_state(module: Any) -> dict[str, np.ndarray]:
-    """nn.RNN parameters as float32 numpy arrays keyed like its state_dict. A weight that is
-    not a parameter but a plain tensor attribute — set by a wrapper in its forward, as
-    awd-lstm's WeightDrop (DropConnect) does — is read from the attribute."""
-    import torch
-
-    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-    for name in getattr(module, "_flat_weights_names", ()):
-        value = module.__dict__.get(name)
-        if name not in state and isinstance(value, torch.Tensor):
-            state[name] = value.detach().cpu().numpy()
-    return state
-
-
-def missing_weights(module: Any) -> list[str]:
-    """The recurrent module's weights that are neither parameters nor tensor attributes."""
-    import torch
-
-    params = dict(module.named_parameters(recurse=False))
-    return [n for n in getattr(module, "_flat_weights_names", ())
-            if n not in params and not isinstance(module.__dict__.get(n), torch.Tensor)]
-
-
-def exportable_spec(module: Any, name: str = "the RNN") -> RNNSpec:
-    """The spec of an nn.RNN about to be exported; refuses what the graph cannot express."""
-    try:
-        spec = RNNSpec.from_module(module)
-    except ExportError as exc:
-        raise ExportError(exc if name == "the RNN" else f"{name}: {exc}") from None
-    if module.training and spec.dropout > 0:
-        raise ExportError(f"{name} is in training mode with dropout={spec.dropout:g}; the "
-                          "exported graph is the eval-mode computation: call model.eval() first")
-    return spec
-
-
-def refuse_hooks(module: Any, where: str) -> None:
-    """A recurrent module is lowered from its weights, so whatever else would run around its
-    call is refused by name: forward hooks and pre-hooks, and a forward set on the instance."""
-    what = []
-    if "forward" in vars(module):
-        what.append("a forward replaced on the instance")
-    for kind, hooks in (("forward hook", module._forward_hooks),
-                        ("forward pre-hook", module._forward_pre_hooks)):
-        what += [f"{kind} {getattr(h, '__qualname__', type(h).__name__)}"
-                 for h in hooks.values()]
-    if what:
-        raise ExportError(f"{where} has {', '.join(what)}: the exported graph computes "
-                          f"nn.{type(module).__name__}'s own forward from its "
-                          "weights and would silently leave that out; remove it, or fold what "
-                          "it does into the module around the RNN")
-
-
-def refuse_global_hooks() -> None:
-    """torch's global module hooks run around every module call, the recurrent ones too."""
-    from torch.nn.modules import module as torch_module
-
-    found = [getattr(h, "__qualname__", type(h).__name__) for d in (
-        torch_module._global_forward_hooks, torch_module._global_forward_pre_hooks)
-        for h in d.values()]
-    if found:
-        raise ExportError(f"global module forward hook(s) registered ({', '.join(found)}): they "
-                          "would run around the recurrent modules in torch but not in the "
-                          "exported graph; remove them before exporting")
+__all__ = ["export", "export_spec", "module_state"]
 
 
 def _check_args(spec: RNNSpec, args: Any, options: ExportOptions) -> None:
@@ -202,10 +138,7 @@ def export(model: Any, args: Any = None, f: str | os.PathLike | None = None,
                                   "whole module's inputs are whatever its forward takes")
         from .torch_onnx import export_module
         _check_f(f)
-        return export_module(model, args, f, opset=opts.opset, batch_layout=opts.batch_layout,
-                             allow_nonfinite=opts.allow_nonfinite,
-                             external_data=opts.external_data, lowering=opts.lowering,
-                             verify=opts.verify, **module_opts)
+        return export_module(model, args, f, opts, **module_opts)
     unknown = [k for k in _MODULE_ONLY if k in options]
     if unknown:
         raise ExportError(f"{', '.join(unknown)} apply to whole-module export, not to an nn.RNN")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
-__all__ = ["Cell", "CELLS", "CELL_NAMES", "ONNX_OPS"]
+__all__ = ["Cell", "CELLS", "CELL_NAMES", "ONNX_OPS", "ACTIVATION"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +50,7 @@ CELLS = MappingProxyType({
 CELL_NAMES = tuple(CELLS)
 # the ONNX recurrent operators, one per cell: RNN, LSTM, GRU
 ONNX_OPS = tuple(c.onnx_op for c in CELLS.values())
+
+
+# torch's nonlinearity → the ONNX name: the RNN op's activations attribute, and the op itself
+ACTIVATION = MappingProxyType({"tanh": "Tanh", "relu": "Relu"})

@@ -75,10 +75,16 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
                         "lengths of a padded batch, computed as torch's pack_padded_sequence "
                         "(enforce_sorted=False) → RNN → pad_packed_sequence; each length must "
                         "be in 1..seq")
-    p.add_argument("--lowering", choices=("rnn", "scan"), default="rnn",
-                   help="'rnn': native ONNX RNN nodes (default, the product's contract); 'scan': "
-                        "hoisted input projections + a Scan over the recurrence, same inputs "
-                        "and outputs, faster on onnxruntime CPU for batched inputs")
+    p.add_argument("--lowering", choices=("rnn", "scan"), default=None,
+                   help="'rnn': native ONNX RNN nodes; 'scan': hoisted input projections + a "
+                        "Scan over the recurrence, same inputs and outputs, faster on "
+                        "onnxruntime CPU for batched inputs (default: the target's choice — "
+                        "native nodes unless the target computes them wrongly)")
+    p.add_argument("--target", default="any", metavar="RUNTIME",
+                   help="write the construction this runtime computes exactly: any (default: "
+                        "exact on every runtime the suite knows), ort, openvino, tract, "
+                        "onnx-reference (or a conformance runtime name), or none (exactly as "
+                        "the other flags say); see README 'Targets'")
     p.add_argument("--batch-layout", choices=BATCH_LAYOUTS, default="transpose",
                    help="batch_first models: 'transpose' puts Transposes at the graph's edges "
                         "around sequence-major RNN nodes (runs everywhere, default); "
@@ -206,7 +212,7 @@ def _export_module(args: argparse.Namespace) -> tuple[Any, Any]:
     module = _load_module(args)
     names = lambda text: [n.strip() for n in text.split(",")] if text else None  # noqa: E731
     model = export(module, tuple(example_tensor(t) for t in args.example_shape), None,
-                   opset=args.opset, batch_layout=args.batch_layout,
+                   opset=args.opset, batch_layout=args.batch_layout, target=args.target,
                    input_names=names(args.input_names), output_names=names(args.output_names),
                    allow_nonfinite=args.allow_nonfinite, lowering=args.lowering,
                    verify=not args.no_verify,
@@ -245,7 +251,7 @@ def resolve_rnn(args: argparse.Namespace, given: dict[str, Any] | None = None
                 ) -> tuple[RNNSpec, dict]:
     """(spec, nn.RNN-keyed float32 weights) from --config, flags and --checkpoint; without a
     checkpoint the weights are nn.RNN's own random init under --seed."""
-    from .api import module_state
+    from .reading import module_state
     from .checkpoint import spec_from_checkpoint
 
     given = given_flags(args) if given is None else given
@@ -299,6 +305,7 @@ def _export(args: argparse.Namespace) -> int:
         spec, state = resolve_rnn(args)
         model = export_spec(spec, state, None, opset=args.opset,
                             initial_state=args.initial_state, batch_layout=args.batch_layout,
+                            target=args.target,
                             sequence_lens=args.sequence_lens, lowering=args.lowering,
                             allow_nonfinite=args.allow_nonfinite, verify=not args.no_verify)
         if not args.checkpoint:   # the weights are reproducible from the seed: say so

@@ -11,9 +11,9 @@ from onnx import TensorProto, helper
 from . import __version__
 from .errors import ExportError
 from .files import atomic_write, check_output
-from .lowering.scan import lower_rnn_scan
-from .lowering.stack import GraphBuilder, lower_rnn
+from .lowering import GraphBuilder, lower
 from .spec import ExportOptions, RNNSpec
+from .targets import Construction
 from .weights import LayerWeights
 
 __all__ = ["GraphBuilder", "build_model", "save_atomic", "weight_bytes", "PRODUCER_NAME",
@@ -40,12 +40,14 @@ def _io(spec: RNNSpec, options: ExportOptions) -> tuple[list, list]:
     return inputs, outputs
 
 
-def _metadata(model: onnx.ModelProto, spec: RNNSpec, options: ExportOptions) -> None:
+def _metadata(model: onnx.ModelProto, spec: RNNSpec, options: ExportOptions,
+              how: "Construction") -> None:
     import torch
 
     props = {"rnn_config": spec.to_json(), "initial_state": options.initial_state,
-             "batch_layout": options.batch_layout,
-             "sequence_lens": str(options.sequence_lens).lower(), "lowering": options.lowering,
+             "batch_layout": how.batch_layout,
+             "sequence_lens": str(options.sequence_lens).lower(), "lowering": how.lowering,
+             "target": options.target, "construction": how.to_json(),
              "torch_version": torch.__version__}
     helper.set_model_props(model, props)
 
@@ -57,13 +59,11 @@ def build_model(spec: RNNSpec, layers: list[LayerWeights], options: ExportOption
     edges = dict(x="input", h0="h_0" if options.has_h0 else None, out="output", h_n="h_n",
                  c0="c_0" if options.has_h0 and lstm else None, c_n="c_n" if lstm else None,
                  seq_lens="sequence_lens" if options.sequence_lens else None)
-    if options.lowering == "scan":
-        lower_rnn_scan(b, spec, layers, **edges)
-    else:
-        lower_rnn(b, spec, layers, batch_layout=options.batch_layout, **edges)
+    how = options.construction(spec)
+    lower(b, spec, layers, how, **edges)
     inputs, outputs = _io(spec, options)
     op = spec.cell_info.onnx_op
-    what = f"native ONNX {op} ops" if options.lowering == "rnn" else "MatMul + Scan"
+    what = f"native ONNX {op} ops" if how.lowering == "rnn" else "MatMul + Scan"
     graph = helper.make_graph(b.nodes, spec.cell, inputs, outputs, initializer=b.initializers,
                               doc_string=f"torch.nn.{spec.cell_info.torch_class}"
                                          f"({spec.to_json()}) as {what}")
@@ -71,7 +71,7 @@ def build_model(spec: RNNSpec, layers: list[LayerWeights], options: ExportOption
     model = helper.make_model(graph, opset_imports=opsets, producer_name=PRODUCER_NAME,
                               producer_version=__version__,
                               ir_version=helper.find_min_ir_version_for(opsets))
-    _metadata(model, spec, options)
+    _metadata(model, spec, options, how)
     return model
 
 

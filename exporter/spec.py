@@ -1,6 +1,8 @@
 """Frozen, validated descriptions of an nn.RNN and of the export options."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 import os
 import json
@@ -10,6 +12,9 @@ from typing import Any, Mapping
 
 from .cells import CELL_NAMES, CELLS, Cell
 from .errors import ExportError
+
+if TYPE_CHECKING:
+    from .targets import Construction
 
 __all__ = ["RNNSpec", "ExportOptions", "NONLINEARITIES", "INITIAL_STATES", "BATCH_LAYOUTS",
            "LOWERINGS",
@@ -263,8 +268,13 @@ class ExportOptions:
     # Adds the int32 graph input sequence_lens [batch]: PackedSequence semantics (see README).
     sequence_lens: bool = False
     # "rnn": native ONNX RNN nodes (the product's contract); "scan": MatMul + Scan (faster on
-    # onnxruntime CPU for batched inputs), same graph inputs and outputs.
-    lowering: str = "rnn"
+    # onnxruntime CPU for batched inputs), same graph inputs and outputs; None: the target's
+    # choice (native nodes unless the target needs the scan lowering; exporter/targets.py).
+    lowering: str | None = None
+    # The runtime the file must be exact on (exporter/targets.py): "any" (default: exact on
+    # every runtime the suite knows), "none" (exactly as the other options say), or a family
+    # ("ort", "openvino", "tract", "onnx-reference").
+    target: str = "any"
     # Weights that are NaN or ±Inf are refused (a diverged training run exports silently
     # otherwise); True writes them anyway.
     allow_nonfinite: bool = False
@@ -298,9 +308,13 @@ class ExportOptions:
         if self.batch_layout not in BATCH_LAYOUTS:
             raise ExportError(f"batch_layout must be one of {', '.join(BATCH_LAYOUTS)}, "
                               f"got {self.batch_layout!r}")
-        if self.lowering not in LOWERINGS:
+        if self.lowering is not None and self.lowering not in LOWERINGS:
             raise ExportError(f"lowering must be one of {', '.join(LOWERINGS)}, "
                               f"got {self.lowering!r}")
+        from .targets import target_name
+        if not isinstance(self.target, str):
+            raise ExportError(f"target must be a string, got {self.target!r}")
+        object.__setattr__(self, "target", target_name(self.target))
         if self.lowering == "scan" and self.batch_layout == "attribute":
             raise ExportError("batch_layout='attribute' is the RNN op's layout=1; the scan "
                               "lowering has no RNN op (use batch_layout='transpose')")
@@ -308,3 +322,22 @@ class ExportOptions:
     @property
     def has_h0(self) -> bool:
         return self.initial_state == "input"
+
+    def construction(self, spec: "RNNSpec", has_state: bool | None = None,
+                     computed_state: bool = False) -> "Construction":
+        """How the target builds `spec`'s module (`has_state`: whether the module is given an
+        initial state, default this export's initial_state; `computed_state`: that state is
+        computed in the graph, not a graph input)."""
+        from .targets import construction
+
+        if spec.proj_size and self.lowering == "rnn":
+            raise ExportError("the ONNX LSTM op has no projection (proj_size); export with "
+                              "lowering=\"scan\" (--lowering scan), which computes it exactly")
+        return construction(
+            self.target, relu=spec.cell == "rnn" and spec.nonlinearity == "relu",
+            sequence_lens=self.sequence_lens,
+            zero_state=not (self.has_h0 if has_state is None else has_state),
+            batch_first=spec.batch_first,
+            lowering=self.lowering or ("scan" if spec.proj_size else None),
+            batch_layout=self.batch_layout,
+            computed_lstm_state=computed_state and spec.cell_info.has_cell_state)

@@ -1,5 +1,5 @@
 """Whole modules: torch.onnx exports everything around the RNNs; each nn.RNN becomes the same
-lowering the direct export uses (lowering/stack.py), spliced in where torch.onnx left a
+lowering the direct export uses (lowering.lower), spliced in where torch.onnx left a
 placeholder node for it.
 
 Why a placeholder: torch.onnx's default exporter decomposes nn.RNN into per-step ops and freezes
@@ -24,11 +24,14 @@ from onnx import helper
 from . import __version__
 from .errors import ExportError
 from .graph import PRODUCER_NAME, save_atomic
-from .lowering.scan import lower_rnn_scan
-from .lowering.stack import GraphBuilder, lower_rnn
+from .lowering import GraphBuilder, lower
+from .onnx_walk import ancestors
+from .reading import (exportable_spec, missing_weights, module_state, refuse_global_hooks,
+                      refuse_hooks)
 from .signature import (SIGNATURE_KEY, RNNEdges, Signature, class_path, flat_tensors,
                         input_sigs, placeholder_edges, state_pairs)
-from .spec import RNNSpec
+from .spec import ExportOptions, RNNSpec
+from .targets import Construction
 from .weights import LayerWeights, pack_layers
 
 __all__ = ["export_module", "PLACEHOLDER_DOMAIN"]
@@ -348,14 +351,17 @@ def _name_dims(graph: onnx.GraphProto, specs_by_input: list[tuple[str, RNNSpec]]
 
 
 def _splice(model: onnx.ModelProto, paths: list[str], specs: list[RNNSpec],
-            weights: list[list[LayerWeights]], batch_layout: str, lowering: str = "rnn"
+            weights: list[list[LayerWeights]], options: ExportOptions,
+            chosen: dict[str, Construction]
             ) -> tuple[list[tuple[str, RNNSpec]], list[tuple[str, RNNSpec]]]:
-    """Replace every placeholder node by lower_rnn's nodes, in place and in order; returns the
-    (input, spec) and (output, spec) tensor names of every spliced RNN."""
+    """Replace every placeholder node by the lowering's nodes (built as the target chooses
+    for that call, recorded in `chosen` by path), in place and in order; returns the (input,
+    spec) and (output, spec) tensor names of every spliced RNN."""
     g = model.graph
     taken = {n for node in g.node for n in (*node.input, *node.output, node.name)}
     taken |= {t.name for t in g.initializer} | {v.name for v in (*g.input, *g.output)}
     nodes, rnn_inputs, rnn_outputs = [], [], []
+    inputs = {i.name for i in g.input} - {t.name for t in g.initializer}
     for node in g.node:
         if node.domain != PLACEHOLDER_DOMAIN:
             nodes.append(node)
@@ -373,10 +379,10 @@ def _splice(model: onnx.ModelProto, paths: list[str], specs: list[RNNSpec],
                 _pin_input_dims(g, state, {0: spec.layer_directions, 2: size})
         edges = dict(x=node.input[0], h0=h0, c0=c0, out=node.output[0], h_n=node.output[1],
                      c_n=node.output[2] if len(node.output) > 2 else None)
-        if lowering == "scan":
-            lower_rnn_scan(b, spec, weights[key], **edges)
-        else:
-            lower_rnn(b, spec, weights[key], batch_layout=batch_layout, **edges)
+        computed = h0 is not None and not ancestors(g, h0) & inputs
+        how = options.construction(spec, has_state=h0 is not None, computed_state=computed)
+        chosen.setdefault(path, how)
+        lower(b, spec, weights[key], how, **edges)
         nodes.extend(b.nodes)
         g.initializer.extend(b.initializers)
         taken |= {n for new in b.nodes for n in (*new.output, new.name)}
@@ -458,19 +464,18 @@ def _check_parameters(model: Any, allow_nonfinite: bool = False) -> None:
                   if v.is_floating_point()}, where=f"{type(model).__name__}: ")
 
 
-def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
-                  opset: int, batch_layout: str = "transpose", dynamic_shapes: Any = None,
+def export_module(model: Any, args: Any, f: str | os.PathLike | None = None,
+                  options: ExportOptions | None = None, *, dynamic_shapes: Any = None,
                   input_names: Sequence[str] | None = None,
-                  output_names: Sequence[str] | None = None, allow_nonfinite: bool = False,
-                  external_data: bool | None = None, lowering: str = "rnn",
-                  verify: bool = True, module_kwargs: Mapping[str, Any] | None = None
-                  ) -> onnx.ModelProto:
-    """Export any nn.Module whose forward runs nn.RNN / LSTM / GRU modules; each becomes native
-    RNN / LSTM / GRU nodes (lowering "rnn") or MatMul + Scan (lowering "scan")."""
+                  output_names: Sequence[str] | None = None,
+                  module_kwargs: Mapping[str, Any] | None = None) -> onnx.ModelProto:
+    """Export any nn.Module whose forward runs nn.RNN / LSTM / GRU modules; each becomes
+    native RNN / LSTM / GRU nodes or MatMul + Scan, as options.target chooses
+    (exporter/targets.py) unless options.lowering says."""
+    options = options or ExportOptions()
+    opset, allow_nonfinite = options.opset, options.allow_nonfinite
     import torch
 
-    from .api import (exportable_spec, missing_weights, module_state, refuse_global_hooks,
-                      refuse_hooks)
 
     if args is None:
         raise ExportError("exporting a whole module needs example args, as torch.onnx.export does")
@@ -483,7 +488,7 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
     specs = [exportable_spec(m, path) for m, path in zip(rnns, first_paths)]
     for spec, path in zip(specs, first_paths):
         spec.check_fits(copies=2)
-        if spec.proj_size and lowering != "scan":
+        if spec.proj_size and options.lowering == "rnn":
             raise ExportError(f"{path}: the ONNX LSTM op has no projection (proj_size); "
                               "export with lowering=\"scan\" (--lowering scan)")
     _check_parameters(model, allow_nonfinite)
@@ -503,14 +508,17 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
                               "a parameter nor set by the forward: nothing to export")
     weights = [pack_layers(module_state(m), spec, allow_nonfinite=True)
                for m, spec in zip(rnns, specs)]
+    chosen: dict[str, Construction] = {}
+
     def lowered(strict: bool | None) -> tuple[onnx.ModelProto, list[RNNEdges]]:
         with torch.no_grad(), _swapped(model, rnns, paths, specs):
             onnx_model = _torch_export(model, args, opset, dynamic_shapes, input_names,
                                        output_names, strict)
         edges = placeholder_edges(onnx_model.graph, PLACEHOLDER_DOMAIN, first_paths,
                                   [s.seq_axis for s in specs])
-        rnn_inputs, rnn_outputs = _splice(onnx_model, first_paths, specs, weights,
-                                          batch_layout, lowering)
+        chosen.clear()
+        rnn_inputs, rnn_outputs = _splice(onnx_model, first_paths, specs, weights, options,
+                                          chosen)
         _verify(onnx_model, rnn_inputs + rnn_outputs, len(rnns), dynamic_shapes,
                 code_batch1=bool(strict))
         _name_dims(onnx_model.graph, rnn_inputs)
@@ -532,15 +540,19 @@ def export_module(model: Any, args: Any, f: str | os.PathLike | None = None, *,
     onnx_model.producer_name, onnx_model.producer_version = PRODUCER_NAME, __version__
     helper.set_model_props(onnx_model, {
         "rnn_modules": json.dumps({path: spec.config() for path, spec in zip(first_paths, specs)}),
-        "batch_layout": batch_layout, "lowering": lowering, "torch_version": torch.__version__,
+        "batch_layout": ",".join(sorted({c.batch_layout for c in chosen.values()})),
+        "lowering": ",".join(sorted({c.lowering for c in chosen.values()})),
+        "target": options.target,
+        "construction": json.dumps({p: json.loads(c.to_json()) for p, c in chosen.items()}),
+        "torch_version": torch.__version__,
         SIGNATURE_KEY: signature.to_json()})
     try:
         onnx.checker.check_model(onnx_model, full_check=True)
     except Exception as exc:
         raise ExportError(f"the spliced model does not check: {str(exc).splitlines()[0]}") from None
-    if verify:
+    if options.verify:
         from .verify import verify_module
         verify_module(model, args, onnx_model)
     if f is not None:
-        save_atomic(onnx_model, f, external_data=external_data)
+        save_atomic(onnx_model, f, external_data=options.external_data)
     return onnx_model

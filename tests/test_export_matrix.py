@@ -31,7 +31,7 @@ def exported():
             layers, nl, bias, bf, bi, init = case
             spec = RNNSpec(4, 5, layers, nl, bias, bf, 0.0, bi)
             module = spec.build_module(seed=len(cache))
-            cache[case] = (spec, module, export(module, initial_state=init))
+            cache[case] = (spec, module, export(module, initial_state=init, target="none"))
         return cache[case]
     return get
 
@@ -66,20 +66,20 @@ def test_structure(case, exported):
 
 def test_glue_budget_for_two_layer_bidirectional_batch_first():
     spec = RNNSpec(10, 20, num_layers=2, bidirectional=True, batch_first=True)
-    model = export(spec.build_module(seed=0))
+    model = export(spec.build_module(seed=0), target="none")
     assert len(model.graph.node) <= 10   # the legacy TorchScript exporter emits 19
 
 
 def test_declared_io_contract():
     spec = RNNSpec(6, 7, num_layers=2, bidirectional=True, batch_first=True)
-    model = export(spec.build_module(seed=0))
+    model = export(spec.build_module(seed=0), target="none")
 
     def dims(vi):
         return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
     io = {vi.name: dims(vi) for vi in [*model.graph.input, *model.graph.output]}
     assert io == {"input": ["batch", "seq", 6], "h_0": [4, "batch", 7],
                   "output": ["batch", "seq", 14], "h_n": [4, "batch", 7]}
-    zeros = export(spec.build_module(seed=0), initial_state="zeros")
+    zeros = export(spec.build_module(seed=0), initial_state="zeros", target="none")
     assert [i.name for i in zeros.graph.input] == ["input"]
 
 
@@ -87,7 +87,7 @@ def test_metadata_and_producer():
     import torch
 
     spec = RNNSpec(2, 3, nonlinearity="relu")
-    model = export(spec.build_module(seed=0), opset=18)
+    model = export(spec.build_module(seed=0), opset=18, target="none")
     props = {p.key: p.value for p in model.metadata_props}
     assert RNNSpec.from_kwargs(__import__("json").loads(props["rnn_config"])) == spec
     assert props["torch_version"] == torch.__version__

@@ -79,8 +79,9 @@ def test_one_native_node_per_layer_and_the_contract(cell, op):
 def test_proj_size_needs_the_scan_lowering():
     module = nn.LSTM(4, 6, proj_size=3)
     with pytest.raises(ExportError, match='lowering="scan"'):
-        export(module)
-    model = export(module, lowering="scan")
+        export(module, lowering="rnn")
+    model = export(module)                                      # the scan lowering, chosen
+    assert {n.op_type for n in model.graph.node} >= {"Scan"}
     h0 = [i for i in model.graph.input if i.name == "h_0"][0]
     assert h0.type.tensor_type.shape.dim[2].dim_value == 3      # h is projected
     c0 = [i for i in model.graph.input if i.name == "c_0"][0]

@@ -29,7 +29,7 @@ def test_matches_torch_packed(case):
     layers, nl, bias, bf, bi, init = case
     spec = RNNSpec(3, 4, layers, nl, bias, bf, 0.0, bi)
     module = spec.build_module(seed=layers)
-    model = export(module, initial_state=init, sequence_lens=True)
+    model = export(module, initial_state=init, sequence_lens=True, target="none")
     sess = _session(model)
     for k, pattern in enumerate(LENGTH_PATTERNS):
         feeds = make_feeds(spec, 5, 9, init == "input", seed=k, lengths=pattern)
@@ -40,7 +40,7 @@ def test_matches_torch_packed(case):
 
 def test_structure_and_declared_input():
     spec = RNNSpec(3, 4, num_layers=3, bidirectional=True, batch_first=True)
-    model = export(spec.build_module(seed=0), sequence_lens=True)
+    model = export(spec.build_module(seed=0), sequence_lens=True, target="none")
     onnx.checker.check_model(model, full_check=True)
     lens = next(i for i in model.graph.input if i.name == "sequence_lens")
     assert lens.type.tensor_type.elem_type == onnx.TensorProto.INT32
@@ -56,7 +56,8 @@ def test_structure_and_declared_input():
 def test_full_lengths_equal_the_unpacked_model():
     spec = RNNSpec(3, 4, num_layers=2, bidirectional=True)
     module = spec.build_module(seed=1)
-    plain, packed = _session(export(module)), _session(export(module, sequence_lens=True))
+    plain = _session(export(module, target="none"))
+    packed = _session(export(module, sequence_lens=True, target="none"))
     feeds = make_feeds(spec, 4, 6, True, seed=2, lengths="full")
     a = plain.run(None, {k: v for k, v in feeds.items() if k != "sequence_lens"})
     b = packed.run(None, feeds)
@@ -68,7 +69,7 @@ def test_bad_lengths_at_run_time_on_onnxruntime_cpu():
     """The contract is 1 ≤ length ≤ seq; what onnxruntime does outside it, pinned here."""
     spec = RNNSpec(2, 3, bidirectional=True)
     module = spec.build_module(seed=0)
-    sess = _session(export(module, sequence_lens=True))
+    sess = _session(export(module, sequence_lens=True, target="none"))
     feeds = make_feeds(spec, 3, 4, True, seed=0, lengths="unsorted")
     for lens, message in (([5, 4, 2], "Invalid value"), ([-1, 4, 2], "Invalid value"),
                           ([1, 2], "must have shape"), (np.array([1, 2, 3], np.int64), "int32")):
@@ -91,7 +92,7 @@ def test_padded_sentence_classifier_example():
     with torch.no_grad():
         want = clf(tokens, lengths).numpy()
         x = clf.features(tokens).numpy()
-    sess = _session(export(clf.rnn, sequence_lens=True, initial_state="zeros"))
+    sess = _session(export(clf.rnn, sequence_lens=True, initial_state="zeros", target="none"))
     _, h_n = sess.run(None, {"input": x, "sequence_lens": lengths.numpy().astype(np.int32)})
     last = np.concatenate([h_n[-2], h_n[-1]], axis=-1)
     logits = last @ clf.head.weight.detach().numpy().T + clf.head.bias.detach().numpy()

@@ -24,14 +24,14 @@ def _torch(module: nn.Module, feeds: dict[str, np.ndarray], comp=None) -> list[n
     return [o.numpy() for o in torch.utils._pytree.tree_leaves(out)]
 
 
-def _export(name: str, batch: int = 2, seq: int = 5):
+def _export(name: str, batch: int = 2, seq: int = 5, target: str = "none"):
     comp = COMPOSITES[name]
     torch.manual_seed(0)
     module = comp.build().eval()
     example = comp.inputs(batch, seq, np.random.default_rng(0))
     model = export(module, comp.call({k: torch.from_numpy(v) for k, v in example.items()}),
                    input_names=list(example), output_names=list(comp.outputs),
-                   **comp.options())
+                   **{"target": target, **comp.options()})
     return comp, module, model
 
 
@@ -54,7 +54,7 @@ def test_structure(name):
 
 @pytest.mark.parametrize("name", sorted(COMPOSITES))
 def test_numbers_at_other_shapes(name):
-    comp, module, model = _export(name)
+    comp, module, model = _export(name, target="any")
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     for batch, seq in SHAPES:
         feeds = comp.inputs(batch, seq, np.random.default_rng(batch * 100 + seq))
@@ -62,6 +62,19 @@ def test_numbers_at_other_shapes(name):
         for g, w in zip(got, _torch(module, feeds, comp)):
             assert g.shape == w.shape
             np.testing.assert_allclose(g, w, atol=ATOL, rtol=RTOL)
+
+
+def test_target_any_chooses_per_module_and_records_it():
+    """RNNTagger's relu RNN becomes the scan lowering for `any` (tract runs Relu as Tanh);
+    the metadata names the module, the choice and the divergence behind it."""
+    import json
+
+    _, _, model = _export("tagger", target="any")
+    props = {p.key: p.value for p in model.metadata_props}
+    how = json.loads(props["construction"])["rnn"]
+    assert props["target"] == "any" and how["lowering"] == "scan" and how["flip"] == "gather"
+    assert ["lowering=scan", "tract-activations-ignored"] in how["because"]
+    assert "RNN" not in {n.op_type for n in model.graph.node}
 
 
 def test_h0_passed_or_omitted():

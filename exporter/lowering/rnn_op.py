@@ -10,21 +10,17 @@ Both directions of a bidirectional layer share one node (direction="bidirectiona
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
+from ..cells import ACTIVATION
 from ..spec import RNNSpec
 from ..weights import LayerWeights
+from .builder import GraphBuilder
 
-if TYPE_CHECKING:
-    from .stack import GraphBuilder
-
-__all__ = ["lower_layer", "ACTIVATION"]
-
-# torch's nonlinearity → the ONNX name: the RNN op's activations attribute, and the op itself
-ACTIVATION = {"tanh": "Tanh", "relu": "Relu"}
+__all__ = ["lower_layer"]
 
 
-def lower_layer(b: "GraphBuilder", x: str, init: Mapping[str, str | None], w: LayerWeights,
+def lower_layer(b: GraphBuilder, x: str, init: Mapping[str, str | None], w: LayerWeights,
                 spec: RNNSpec, layer: int, names: Mapping[str, str | None] | None = None,
                 layout: int = 0, seq_lens: str | None = None) -> tuple[str, dict[str, str]]:
     """Add layer `layer`'s node; returns (Y, {state: Y_state}).

@@ -36,8 +36,8 @@ from onnx import TensorProto, helper
 
 from ..spec import RNNSpec
 from ..weights import LayerWeights
-from .rnn_op import ACTIVATION
-from .stack import GraphBuilder, _split_h0
+from ..cells import ACTIVATION
+from .builder import GraphBuilder, split_states
 
 __all__ = ["lower_rnn_scan"]
 
@@ -198,12 +198,21 @@ def _body(b: GraphBuilder, spec: RNNSpec, weights: list[dict], masked: bool) -> 
                              initializer=sub.initializers)
 
 
-def _flip(b: GraphBuilder, t: str) -> str:
-    """Reverse axis 0 (time): Slice with step −1."""
-    return b.op("Slice", [t, b.const("flip_start", np.array([-1], np.int64)),
-                          b.const("flip_end", np.array([np.iinfo(np.int64).min], np.int64)),
-                          b.const("flip_axes", np.array([0], np.int64)),
-                          b.const("flip_step", np.array([-1], np.int64))])
+def _flip(b: GraphBuilder, t: str, how: str = "slice") -> str:
+    """Reverse axis 0 (time). "slice": Slice with step −1. "gather": Gather over the indices
+    (n−1) − Range(0, n, 1) — tract refuses a negative-step Slice over a symbolic dimension
+    (tract-scan-reverse-slice-refused) and misinfers the length of a Range with a negative
+    step, so the indices count up and are subtracted."""
+    if how == "slice":
+        return b.op("Slice", [t, b.const("flip_start", np.array([-1], np.int64)),
+                              b.const("flip_end", np.array([np.iinfo(np.int64).min], np.int64)),
+                              b.const("flip_axes", np.array([0], np.int64)),
+                              b.const("flip_step", np.array([-1], np.int64))])
+    n = b.op("Gather", [b.op("Shape", [t]), b.const("zero_i", np.array(0, np.int64))],
+             axis=0)                                                            # scalar
+    one = b.const("one_i", np.array(1, np.int64))
+    steps = b.op("Range", [b.const("start", np.array(0, np.int64)), n, one])   # [n]
+    return b.op("Gather", [t, b.op("Sub", [b.op("Sub", [n, one]), steps])], axis=0)
 
 
 def _projections(b: GraphBuilder, x2d: str, w: LayerWeights, d: int, k: int, spec: RNNSpec,
@@ -237,7 +246,7 @@ def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights
                          b.const("one_f", np.array(1.0, np.float32))])   # [seq, batch, I_k + 1]
         I_k += 1
     flat = b.const(f"flat_l{k}", np.array([-1, I_k], np.int64))
-    xs = [x] if D == 1 else [x, _flip(b, x)]                            # [seq, batch, I_k (+1)]
+    xs = [x] if D == 1 else [x, _flip(b, x, edges["flip"])]                            # [seq, batch, I_k (+1)]
     xws = [_projections(b, b.op("Reshape", [xd, flat]), w, d, k, spec, edges)
            for d, xd in enumerate(xs)]                   # per direction: [seq, batch, |g|·H] per g
     starts = []                                                         # Scan's state inputs
@@ -259,7 +268,7 @@ def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights
            num_scan_inputs=len(scan_inputs))
     if D == 1:
         return ys[0], finals
-    y = b.op("Concat", [ys[0], _flip(b, ys[1])], y_name, axis=2)      # [seq, batch, dirs·S]
+    y = b.op("Concat", [ys[0], _flip(b, ys[1], edges["flip"])], y_name, axis=2)      # [seq, batch, dirs·S]
     return y, finals
 
 
@@ -274,8 +283,10 @@ def _stack_finals(b: GraphBuilder, finals: list[str], name: str) -> None:
 
 def lower_rnn_scan(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *, x: str,
                    h0: str | None, out: str, h_n: str, c0: str | None = None,
-                   c_n: str | None = None, seq_lens: str | None = None) -> None:
-    """Same contract as stack.lower_rnn, computed with MatMul + Scan instead of RNN nodes."""
+                   c_n: str | None = None, seq_lens: str | None = None,
+                   flip: str = "slice") -> None:
+    """Same contract as stack.lower_rnn, computed with MatMul + Scan instead of RNN nodes;
+    `flip`: how the reverse direction reverses time (_flip)."""
     cell = spec.cell_info
     if spec.batch_first:
         x = b.op("Transpose", [x], perm=[1, 0, 2])              # [batch, seq, I] → [seq, batch, I]
@@ -290,11 +301,11 @@ def lower_rnn_scan(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *
     edges = {"seq_batch_by": seq_batch_by,
              "zeros": {s: _zeros_state(b, shape, sizes[s], s) for s in cell.states
                        if given[s] is None},
-             "masks": None}
+             "masks": None, "flip": flip}
     if seq_lens:
         mask = _mask(b, shape, seq_lens)
-        edges["masks"] = [mask, _flip(b, mask)] if spec.bidirectional else [mask]
-    inits = {s: _split_h0(b, spec, given[s], 0, f"{s}0") for s in cell.states}
+        edges["masks"] = [mask, _flip(b, mask, flip)] if spec.bidirectional else [mask]
+    inits = {s: split_states(b, spec, given[s], 0, f"{s}0") for s in cell.states}
     finals: dict[str, list[str]] = {s: [] for s in cell.states}
     last = spec.num_layers - 1
     for k, w in enumerate(layers):

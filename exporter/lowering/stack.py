@@ -8,74 +8,14 @@ torch's layouts at the edges:
 """
 from __future__ import annotations
 
-from typing import Iterable
-
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from ..spec import RNNSpec
 from ..weights import LayerWeights
+from .builder import GraphBuilder, split_states
 from .rnn_op import lower_layer
 
-__all__ = ["GraphBuilder", "lower_rnn"]
-
-
-class GraphBuilder:
-    """Collects nodes and initializers with unique names.
-
-    `taken` names already exist around the nodes being built (a host graph's tensors);
-    `prefix` starts every name this builder invents.
-    """
-
-    def __init__(self, prefix: str = "", taken: Iterable[str] = ()) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-        self._names: set[str] = set(taken)
-        self._next: dict[str, int] = {}     # base → next suffix to try (linear, not quadratic)
-        self._prefix = prefix
-        self._consts: dict[tuple, str] = {}
-
-    def fresh(self, base: str) -> str:
-        base = self._prefix + base
-        i = self._next.get(base, 0)
-        name = base if i == 0 else f"{base}_{i}"
-        while name in self._names:
-            i += 1
-            name = f"{base}_{i}"
-        self._next[base] = i + 1
-        self._names.add(name)
-        return name
-
-    def child(self) -> "GraphBuilder":
-        """A builder for a subgraph (a Scan body): its own nodes, the same name space, since
-        ONNX wants subgraph names distinct from the enclosing graph's."""
-        sub = GraphBuilder()
-        sub._names, sub._next, sub._prefix = self._names, self._next, self._prefix
-        return sub
-
-    def initializer(self, base: str, array: np.ndarray) -> str:
-        name = self.fresh(base)
-        # np.asarray(order="C"), not ascontiguousarray: that one turns scalars into [1]
-        self.initializers.append(numpy_helper.from_array(np.asarray(array, order="C"), name))
-        return name
-
-    def const(self, base: str, array: np.ndarray) -> str:
-        """An initializer shared by every use of the same small constant (shape, axes, steps)."""
-        array = np.asarray(array)
-        key = (array.dtype.str, array.shape, array.tobytes())
-        if key not in self._consts:
-            self._consts[key] = self.initializer(base, array)
-        return self._consts[key]
-
-    def node(self, op: str, inputs: list[str], outputs: list[str], **attrs) -> list[str]:
-        name = self.fresh(attrs.pop("name", None) or op.lower())
-        self.nodes.append(helper.make_node(op, inputs, outputs, name=name, **attrs))
-        return outputs
-
-    def op(self, op: str, inputs: list[str], out: str | None = None, **attrs) -> str:
-        """Single-output node; returns its output name."""
-        return self.node(op, inputs, [out or self.fresh(op.lower())], **attrs)[0]
+__all__ = ["lower_rnn"]
 
 
 def _merge_directions(b: GraphBuilder, y: str, spec: RNNSpec, batch_major: bool, layout: int,
@@ -98,7 +38,7 @@ def _merge_directions(b: GraphBuilder, y: str, spec: RNNSpec, batch_major: bool,
     return b.op("Reshape", [y, shape], out)                     # [·, ·, dirs·S]
 
 
-def _split_h0(b: GraphBuilder, spec: RNNSpec, h0: str | None,
+def split_states(b: GraphBuilder, spec: RNNSpec, h0: str | None,
               layout: int, name: str = "h0") -> list[str | None]:
     """A state input (h_0 or c_0) [layers·dirs, batch, ·] → per layer [dirs, batch, ·]
     (layout=1: [batch, dirs, ·]). None per layer when there is none (zero state)."""
@@ -139,7 +79,7 @@ def lower_rnn(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *, x: 
     layout = 1 if spec.batch_first and batch_layout == "attribute" else 0
     if spec.batch_first and layout == 0:
         x = b.op("Transpose", [x], perm=[1, 0, 2])              # [batch, seq, I] → [seq, batch, I]
-    inits = {"h": _split_h0(b, spec, h0, layout, "h0"), "c": _split_h0(b, spec, c0, layout, "c0")}
+    inits = {"h": split_states(b, spec, h0, layout, "h0"), "c": split_states(b, spec, c0, layout, "c0")}
     finals_out = {"h": h_n, "c": c_n}
     last = spec.num_layers - 1
     direct = last == 0 and layout == 0                          # the node's finals are torch's
