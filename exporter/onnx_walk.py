@@ -37,20 +37,27 @@ def attribute(node: onnx.NodeProto, name: str) -> Any:
 SHAPE_ONLY = frozenset({"Shape", "Size"})
 
 
+def _closure(start: str, step: Any) -> set[str]:
+    """Every tensor reached from `start` (itself included), `step(t)` giving t's neighbours."""
+    seen, todo = set(), [start]
+    while todo:
+        t = todo.pop()
+        if t not in seen:
+            seen.add(t)
+            todo += step(t)
+    return seen
+
+
 def ancestors(graph: onnx.GraphProto, name: str) -> set[str]:
     """Every tensor `name`'s value depends on (itself included), through the graph's nodes;
     a Shape or Size node's input is not a dependency of its value."""
     producers = {o: n for n in graph.node for o in n.output if o}
-    seen, todo = set(), [name]
-    while todo:
-        t = todo.pop()
-        if t in seen:
-            continue
-        seen.add(t)
+
+    def up(t: str) -> list[str]:
         node = producers.get(t)
-        if node is not None and node.op_type not in SHAPE_ONLY:
-            todo += [i for i in node.input if i]
-    return seen
+        return [i for i in node.input if i] if node is not None \
+            and node.op_type not in SHAPE_ONLY else []
+    return _closure(name, up)
 
 
 def descendants(graph: onnx.GraphProto, name: str) -> set[str]:
@@ -59,13 +66,8 @@ def descendants(graph: onnx.GraphProto, name: str) -> set[str]:
     for n in graph.node:
         for i in n.input:
             readers.setdefault(i, []).append(n)
-    seen, todo = set(), [name]
-    while todo:
-        t = todo.pop()
-        if t in seen:
-            continue
-        seen.add(t)
-        for n in readers.get(t, []):
-            if n.op_type not in SHAPE_ONLY:
-                todo += [o for o in n.output if o]
-    return seen
+
+    def down(t: str) -> list[str]:
+        return [o for n in readers.get(t, []) if n.op_type not in SHAPE_ONLY
+                for o in n.output if o]
+    return _closure(name, down)

@@ -75,7 +75,7 @@ class GraphBuilder:
 
 
 def split_states(b: GraphBuilder, spec: RNNSpec, h0: str | None,
-              layout: int, name: str = "h0") -> list[str | None]:
+                 layout: int, name: str = "h0") -> list[str | None]:
     """A state input (h_0 or c_0) [layers·dirs, batch, ·] → per layer [dirs, batch, ·]
     (layout=1: [batch, dirs, ·]). None per layer when there is none (zero state)."""
     if h0 is None:

@@ -38,22 +38,6 @@ def _merge_directions(b: GraphBuilder, y: str, spec: RNNSpec, batch_major: bool,
     return b.op("Reshape", [y, shape], out)                     # [·, ·, dirs·S]
 
 
-def split_states(b: GraphBuilder, spec: RNNSpec, h0: str | None,
-              layout: int, name: str = "h0") -> list[str | None]:
-    """A state input (h_0 or c_0) [layers·dirs, batch, ·] → per layer [dirs, batch, ·]
-    (layout=1: [batch, dirs, ·]). None per layer when there is none (zero state)."""
-    if h0 is None:
-        return [None] * spec.num_layers
-    axis = 0
-    if layout == 1:
-        h0, axis = b.op("Transpose", [h0], perm=[1, 0, 2]), 1   # [batch, layers·dirs, ·]
-    if spec.num_layers == 1:
-        return [h0]
-    sizes = b.initializer(f"{name}_split", np.full(spec.num_layers, spec.num_directions, np.int64))
-    outs = [b.fresh(f"{name}_l{k}") for k in range(spec.num_layers)]
-    return b.node("Split", [h0, sizes], outs, axis=axis)
-
-
 def _gather_h_n(b: GraphBuilder, y_hs: list[str], layout: int, h_n: str) -> None:
     """Per-layer final states → h_n (or c_n) [layers·dirs, batch, ·]."""
     if layout == 0:
