@@ -172,6 +172,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="the Markdown table to write (default docs/exporters.md)")
     exp.add_argument("--readme", type=Path,
                      help="also rewrite this file's exporters:begin/end block")
+    exp.add_argument("--onnxscript", default="", metavar="V1,V2",
+                     help="also judge torch-dynamo with these onnxscript releases, each "
+                          "installed once into the versions cache (torch-dynamo@onnxscript=V)")
     _add_common(exp)
     exp.set_defaults(func=_cmd_exporters, runtimes="ort-cpu")
 
@@ -461,10 +464,17 @@ def _cmd_exporters(args: argparse.Namespace) -> int:
     from .support import exporters_markdown, load_reports, replace_block
 
     args.select, args.shard, args.vectors = None, None, None
-    args.exporters = "ours,torch-dynamo,torch-legacy"
+    releases = [v.strip() for v in args.onnxscript.split(",") if v.strip()]
+    args.exporters = ",".join(["ours", "torch-dynamo", "torch-legacy",
+                               *(f"torch-dynamo@onnxscript={v}" for v in releases)])
+    from .exporters import exporter_names
+    from .versions import ensure_exporter
+    for name in exporter_names(args.exporters):    # bad versions: one line, before any work
+        ensure_exporter(name)
     rc = _cmd_run(args)
     cells, reports = load_reports([args.report_dir / "report.json"])
-    command = f"python -m conformance exporters --matrix {args.matrix} --runtimes {args.runtimes}"
+    command = (f"python -m conformance exporters --matrix {args.matrix} --runtimes {args.runtimes}"
+               + (f" --onnxscript {','.join(releases)}" if releases else ""))
     md = exporters_markdown(cells, reports, command)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.output, ("# Is torch.onnx's file right?\n\n" + md).encode())

@@ -27,7 +27,7 @@ STATUS_FOR_KIND = {"wrong-result": "fail", "refusal": "unsupported", "crash": "e
                    "export-failure": "unexported"}
 _FIELDS = ("id", "runtime", "versions", "features", "kind", "summary", "repro", "citation",
            "reviewed")
-_OPTIONAL = ("unless", "exporters", "computes")
+_OPTIONAL = ("unless", "exporters", "exporter_versions", "computes")
 
 
 def _globs(value: str | list | tuple) -> tuple[str, ...]:
@@ -55,6 +55,8 @@ class Divergence:
     # what the runtime computes instead (conformance/mistakes.py): a wrong result is xfail
     # only when this mistake explains it exactly; required for wrong-result entries
     computes: str = ""
+    # PEP 440 range of the exporter's release (torch-dynamo: onnxscript's) the entry covers
+    exporter_versions: str = ""
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -66,9 +68,17 @@ class Divergence:
         return tuple(STATUS_FOR_KIND[k] for k in self.kinds)
 
     def applies(self, runtime: str, version: str | None, features: Set[str],
-                exporter: str = "ours") -> bool:
-        if not any(fnmatch.fnmatchcase(exporter, pat) for pat in self.exporters):
+                exporter: str = "ours", exporter_version: str | None = None) -> bool:
+        base = exporter.partition("@")[0]        # torch-dynamo@onnxscript=0.7.0 is torch-dynamo
+        if not any(fnmatch.fnmatchcase(base, pat) for pat in self.exporters):
             return False
+        if self.exporter_versions:
+            try:
+                if exporter_version is None or Version(exporter_version) not in SpecifierSet(
+                        self.exporter_versions):
+                    return False
+            except InvalidVersion:
+                return False
         if not any(fnmatch.fnmatchcase(runtime, pat) for pat in _globs(self.runtime)):
             return False
         if not self.features <= features or any(u <= features for u in self.unless):
@@ -88,8 +98,10 @@ def _entry(raw: dict, where: str) -> Divergence:
         raise ExportError(f"{where}: kind must be among {', '.join(STATUS_FOR_KIND)}")
     try:
         SpecifierSet(raw["versions"])
+        SpecifierSet(raw.get("exporter_versions", ""))
     except InvalidSpecifier:
-        raise ExportError(f"{where}: bad version specifier {raw['versions']!r}") from None
+        raise ExportError(f"{where}: bad version specifier {raw['versions']!r} / "
+                          f"{raw.get('exporter_versions')!r}") from None
     computes = raw.get("computes", "")
     if "wrong-result" in _globs(raw["kind"]) and computes not in (*MISTAKES, UNKNOWN):
         raise ExportError(f"{where}: a wrong-result entry says what the runtime computes "
@@ -128,6 +140,8 @@ def load_divergences(path: Path = DIVERGENCES_FILE) -> list[Divergence]:
 
 
 def match(entries: list[Divergence], runtime: str, version: str | None,
-          features: Set[str], exporter: str = "ours") -> Divergence | None:
+          features: Set[str], exporter: str = "ours", exporter_version: str | None = None
+          ) -> Divergence | None:
     """The first entry that applies to this cell, if any (so narrower entries go first)."""
-    return next((e for e in entries if e.applies(runtime, version, features, exporter)), None)
+    return next((e for e in entries
+                 if e.applies(runtime, version, features, exporter, exporter_version)), None)

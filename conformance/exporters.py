@@ -4,6 +4,9 @@
     torch-dynamo   torch.onnx.export(dynamo=True), torch's default, with dynamic_shapes asking
                    for a dynamic batch and sequence (Dim.AUTO on both)
     torch-legacy   torch.onnx.export(dynamo=False), the TorchScript exporter, with dynamic_axes
+    torch-dynamo@onnxscript=VERSION
+                   torch-dynamo with that onnxscript release (installed once into the versions
+                   cache, conformance/versions.py), exported in a process of its own
 
 torch.onnx exports a small wrapper with the graph contract's names and order (input, h_0[,
 c_0][, sequence_lens] → output, h_n[, c_n]); with sequence_lens it runs torch's own packed
@@ -22,7 +25,8 @@ from exporter.cells import ONNX_OPS
 from exporter.errors import ExportError
 from exporter.spec import RNNSpec
 
-__all__ = ["EXPORTERS", "TORCH_EXPORTERS", "torch_export", "structure", "exporter_names"]
+__all__ = ["EXPORTERS", "TORCH_EXPORTERS", "torch_export", "structure", "exporter_names",
+           "exporter_version"]
 
 TORCH_EXPORTERS = ("torch-dynamo", "torch-legacy")
 EXPORTERS = ("ours", *TORCH_EXPORTERS)
@@ -30,12 +34,53 @@ EXAMPLE_BATCH, EXAMPLE_SEQ = 2, 5
 
 
 def exporter_names(text: str) -> list[str]:
+    """The --exporters list: ours, torch-dynamo, torch-legacy, torch-dynamo@onnxscript=V."""
+    from .versions import split_exporter
+
     names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in EXPORTERS]
+    bad = [n for n in names if split_exporter(n)[0] not in EXPORTERS]
     if not names or bad or len(set(names)) != len(names):
         raise ExportError(f"--exporters takes a comma-separated list of {', '.join(EXPORTERS)} "
-                          f"(each once); got {text!r}")
+                          f"or torch-dynamo@onnxscript=VERSION (each once); got {text!r}")
     return names
+
+
+def exporter_version(exporter: str) -> str | None:
+    """The onnxscript release behind a torch-dynamo file: the pinned one, or the installed."""
+    from .versions import split_exporter
+
+    base, _, version = split_exporter(exporter)
+    if base != "torch-dynamo":
+        return None
+    if version:
+        return version
+    try:
+        import onnxscript
+        return onnxscript.__version__
+    except ImportError:
+        return None
+
+
+def _pinned_export(exporter: str, spec: RNNSpec, seed: int, with_h0: bool, seq_lens: bool,
+                   path: Path, opset: int) -> float:
+    """torch_export in a child process importing the pinned onnxscript first."""
+    import json
+    import subprocess
+    import sys
+
+    from .versions import ensure_exporter, exporter_site, split_exporter
+
+    ensure_exporter(exporter, log=lambda *_: None)
+    base, _, version = split_exporter(exporter)
+    job = {"exporter": base, "site": str(exporter_site(exporter)), "spec": spec.to_json(),
+           "seed": seed, "with_h0": with_h0, "seq_lens": seq_lens, "path": str(path),
+           "opset": opset, "onnxscript": version}
+    r = subprocess.run([sys.executable, "-m", "conformance.export_child", json.dumps(job)],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        raise ExportError(f"{exporter} could not export: {lines[-1] if lines else r.returncode}")
+    return float(json.loads(r.stdout.strip().splitlines()[-1])["seconds"])
 
 
 def _wrapper(module: Any, spec: RNNSpec, with_h0: bool, seq_lens: bool) -> Any:
@@ -86,9 +131,16 @@ def _example(spec: RNNSpec, with_h0: bool, seq_lens: bool) -> tuple[list[str], t
 
 
 def torch_export(exporter: str, module: Any, spec: RNNSpec, with_h0: bool, seq_lens: bool,
-                 path: Path, opset: int = 17) -> float:
-    """Export with torch.onnx into `path`; returns the wall time. Raises ExportError."""
+                 path: Path, opset: int = 17, seed: int | None = None) -> float:
+    """Export with torch.onnx into `path`; returns the wall time. Raises ExportError. A pinned
+    exporter (torch-dynamo@onnxscript=V) rebuilds the module from `spec` and `seed` in a
+    process of its own."""
     import torch
+
+    if "@" in exporter:
+        if seed is None:
+            raise ExportError(f"{exporter}: a pinned exporter rebuilds the module from a seed")
+        return _pinned_export(exporter, spec, seed, with_h0, seq_lens, path, opset)
 
     from exporter.torch_onnx import _quiet, _root_cause
 

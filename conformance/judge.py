@@ -81,7 +81,8 @@ def judge_cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
     # a case its exporter could not export is judged only against export-failure entries:
     # no runtime ran it, so no runtime's divergence can explain it
     candidates = [e for e in divergences if ("export-failure" in e.kinds) == p.unexported]
-    entry = match(candidates, base_name(runtime), info.get("version"), p.features(), p.exporter)
+    entry = match(candidates, base_name(runtime), info.get("version"), p.features(), p.exporter,
+                  p.labels.get("onnxscript"))
     proof = None
     # a streamed case's runtime answer depends on its own earlier chunks: no single rerun
     # replays it, so no proof is made and a wrong result stays `fail`

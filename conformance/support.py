@@ -233,14 +233,26 @@ def exporters_markdown(cells: list[dict], reports: list[dict], command: str) -> 
         if labels.get("composite"):
             continue
         groups.setdefault((c.get("exporter", "ours"), labels.get("cell", "rnn")), []).append(c)
-    for (exporter, cell), group in sorted(groups.items(),
-                                          key=lambda kv: (kv[0][0] != "ours", kv[0])):
+    def release(exporter: str, group: list[dict]) -> str:
+        """torch-dynamo's onnxscript release beside its name (pinned or installed)."""
+        versions = sorted({(c.get("labels") or {}).get("onnxscript") for c in group} - {None})
+        base = exporter.partition("@")[0]
+        return f"{base} (onnxscript {', '.join(versions)})" if versions else exporter
+
+    def order(kv: tuple) -> tuple:
+        (exporter, cell), group = kv
+        from packaging.version import Version
+        versions = [Version(v) for c in group
+                    if (v := (c.get("labels") or {}).get("onnxscript"))]
+        return (exporter != "ours", exporter.partition("@")[0], min(versions, default=None)
+                or Version("0"), cell)
+    for (exporter, cell), group in sorted(groups.items(), key=order):
         files = {c["model"]: c["labels"] for c in group}
         dynamic = [lab.get("dynamic") for lab in files.values() if "dynamic" in lab]
         ops = sorted({o for lab in files.values() for o in lab.get("recurrent_ops", [])})
         nodes = _median([lab.get("nodes") for lab in files.values()])
         secs = _median([lab.get("export_s") for lab in files.values()])
-        lines.append(f"| {exporter} | nn.{cell.upper() if cell != 'rnn' else 'RNN'} | "
+        lines.append(f"| {release(exporter, group)} | nn.{cell.upper() if cell != 'rnn' else 'RNN'} | "
                      f"{len(group)} | {_summary(group)} | {nodes if nodes is not None else '–'} | "
                      f"{', '.join(ops) or ('unrolled' if dynamic else '–')} | "
                      + (("all" if all(dynamic) else "none" if not any(dynamic) else

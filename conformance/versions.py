@@ -20,7 +20,8 @@ from packaging.version import InvalidVersion, Version
 from exporter.errors import ExportError
 
 __all__ = ["VERSIONED", "pinned", "base_of", "split_name", "cache_root", "site_for",
-           "ensure_installed", "version_problem"]
+           "ensure_installed", "version_problem", "EXPORTER_PACKAGES", "split_exporter",
+           "exporter_site", "ensure_exporter"]
 
 # runtime → the pip package its adapter imports (the adapters that can take @VERSION)
 VERSIONED = {"ort-cpu": "onnxruntime"}
@@ -109,18 +110,84 @@ def ensure_installed(name: str, log=print) -> None:
                               f"{VERSIONED[base]} {version} .dist-info in it): remove it to "
                               "reinstall")
         return
-    package = f"{VERSIONED[base]}=={version}"
+    _install(VERSIONED[base], version, site, log)
+
+
+def _install(package: str, version: str, site: Path, log=print,
+             keep: tuple[str, ...] | None = None) -> None:
+    """pip-install `package==version` into `site` atomically (a temp folder renamed into
+    place). `keep`: install with its dependencies, then keep only these distributions (their
+    import folders and .dist-info): what must match the release, never the environment's
+    numpy or onnx."""
+    spec = f"{package}=={version}"
     site.parent.mkdir(parents=True, exist_ok=True)
     tmp = site.with_name(f".{site.name}.{os.getpid()}.tmp")
-    log(f"installing {package} into {site} (once)")
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                        "--only-binary=:all:", "--target", str(tmp), package],
+    log(f"installing {spec} into {site} (once)")
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                        *(["--no-deps"] if keep is None else []),
+                        "--only-binary=:all:", "--target", str(tmp), spec],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        lines = [ln for ln in (r.stderr or r.stdout).splitlines() if ln.strip()]
-        raise ExportError(f"cannot install {package}: {lines[-1] if lines else 'pip failed'}")
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+        lines = [ln for ln in (r.stderr or r.stdout).splitlines()
+                 if ln.strip() and not ln.startswith("WARNING")]
+        raise ExportError(f"cannot install {spec}: {lines[-1] if lines else 'pip failed'}")
+    if keep is not None:
+        import shutil
+        for entry in tmp.iterdir():
+            stem = entry.name.split("-")[0].lower().replace(".", "_")
+            if stem not in keep:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     try:
         os.replace(tmp, site)
     except OSError:          # another run installed it meanwhile
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- exporters at a pinned release: `torch-dynamo@onnxscript=0.7.0` ----------------------------
+
+# the torch.onnx exporter → the packages whose release can be pinned for it
+EXPORTER_PACKAGES = {"torch-dynamo": ("onnxscript",)}
+
+
+def split_exporter(name: str) -> tuple[str, str | None, str | None]:
+    """"torch-dynamo@onnxscript=0.7.0" → ("torch-dynamo", "onnxscript", "0.7.0"); a plain
+    name → (name, None, None). Bad strings are one-line errors."""
+    if "@" not in name:
+        return name, None, None
+    base, _, pin = name.partition("@")
+    package, eq, version = pin.partition("=")
+    if base not in EXPORTER_PACKAGES or package not in EXPORTER_PACKAGES[base] or not eq:
+        allowed = ", ".join(f"{b}@{p}=VERSION" for b, ps in EXPORTER_PACKAGES.items()
+                            for p in ps)
+        raise ExportError(f"{name}: a pinned exporter is written {allowed}")
+    try:
+        Version(version)
+    except InvalidVersion:
+        raise ExportError(f"{name}: {version!r} is not a version") from None
+    return base, package, version
+
+
+def exporter_site(name: str) -> Path | None:
+    """The folder a pinned exporter's export process imports first (None for a plain name)."""
+    _, package, version = split_exporter(name)
+    if package is None:
+        return None
+    return cache_root() / "exporters" / f"{package}-{version}"
+
+
+def ensure_exporter(name: str, log=print) -> None:
+    """Install a pinned exporter's package once: onnxscript and onnx_ir (the IR it is built on,
+    at the release onnxscript asked for), nothing else."""
+    site = exporter_site(name)
+    if site is None:
+        return
+    _, package, version = split_exporter(name)
+    if site.is_dir():
+        if not _installed_here(site, package, version):
+            raise ExportError(f"{name}: the cache folder {site} is incomplete (no {package} "
+                              f"{version} .dist-info in it): remove it to reinstall")
+        return
+    _install(package, version, site, log, keep=("onnxscript", "onnx_ir"))

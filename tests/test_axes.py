@@ -116,3 +116,55 @@ def test_openvino_static_scan_rnn_body_is_a_known_divergence_lstm_scan_is_exact(
     assert "does not explain this result" in rnn["message"]
     for case in ("i10h20-l2-lstm-bi-sf-h0in-scan--b3s7", "i10h20-l2-gru-bi-bf-h0in-scan--b3s7"):
         assert cells[case]["status"] == "pass", cells[case]["message"]
+
+
+# ---- torch.onnx at a pinned onnxscript release -----------------------------------------------
+
+def test_pinned_exporter_names_are_checked():
+    from conformance.exporters import exporter_names
+    from conformance.versions import exporter_site, split_exporter
+
+    assert split_exporter("torch-dynamo@onnxscript=0.7.0") == ("torch-dynamo", "onnxscript",
+                                                               "0.7.0")
+    assert split_exporter("torch-dynamo") == ("torch-dynamo", None, None)
+    assert exporter_site("torch-dynamo@onnxscript=0.7.0").name == "onnxscript-0.7.0"
+    assert exporter_names("ours,torch-dynamo@onnxscript=0.7.1") == [
+        "ours", "torch-dynamo@onnxscript=0.7.1"]
+    for bad in ("torch-legacy@onnxscript=0.7.0", "torch-dynamo@onnxscript=x.y",
+                "torch-dynamo@torch=2.14", "torch-dynamo@onnxscript"):
+        with pytest.raises(ExportError):
+            exporter_names(bad)
+
+
+def test_a_version_scoped_divergence_covers_its_releases_only():
+    from conformance.divergences import load_divergences, match
+
+    entries = load_divergences()
+    feats = {"gru-op", "rnn-bidirectional"}
+    hit = match(entries, "ort-cpu", "1.32.0", feats, "torch-dynamo@onnxscript=0.7.0", "0.7.0")
+    assert hit is not None and hit.id == "onnxscript-gru-linear-before-reset"
+    assert match(entries, "ort-cpu", "1.32.0", feats, "torch-dynamo", "0.7.0") is hit
+    for exporter, version in (("torch-dynamo", "0.7.1"), ("torch-dynamo", "0.5.6"),
+                              ("torch-dynamo", None), ("ours", "0.7.0")):
+        assert match(entries, "ort-cpu", "1.32.0", feats, exporter, version) is None
+
+
+def test_onnxscript_releases_judged_side_by_side(tmp_path, monkeypatch):
+    """Installs onnxscript 0.7.0 and 0.7.1 from the package index into a cache of their own:
+    0.7.0's GRU files are silently wrong (linear_before_reset=0), a `fail` without the
+    version-scoped entry and a proven xfail with it; 0.7.1's pass."""
+    monkeypatch.setenv("TORCH_RNN_ONNX_CACHE", str(tmp_path / "cache"))
+    cases = select(load_matrix("smoke"), "i10h20-l2-gru-bi-bf-h0in--b3s7")
+    exporters = ["torch-dynamo@onnxscript=0.7.0", "torch-dynamo@onnxscript=0.7.1"]
+    prepared = prepare_matrix(cases, tmp_path / "work", exporters=exporters)
+    assert [p.labels["onnxscript"] for p in prepared] == ["0.7.0", "0.7.1"]
+    judged = {c["exporter"]: c for c in execute(prepared, ["ort-cpu"]).cells}
+    bad, good = judged[exporters[0]], judged[exporters[1]]
+    assert good["status"] == "pass"
+    assert bad["status"] == "xfail" and bad["observed"] == "fail"
+    assert bad["divergence"]["id"] == "onnxscript-gru-linear-before-reset"
+    assert bad["max_abs_err"] > 0.05
+    plain = {c["exporter"]: c for c in execute(prepared, ["ort-cpu"], divergences=[]).cells}
+    assert plain[exporters[0]]["status"] == "fail"
+    assert (tmp_path / "cache" / "exporters" / "onnxscript-0.7.0" / "onnx_ir").is_dir()
+    assert not (tmp_path / "cache" / "exporters" / "onnxscript-0.7.0" / "numpy").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from packaging.specifiers import SpecifierSet
 import torch
 
 from conformance.compare import compare, tolerance_for
@@ -68,9 +69,20 @@ def test_default_tolerance_is_the_toml_rule():
 
 # ---- each divergence entry: exactly its features, and its unless sets --------------------------
 
+_EXPORTER_RELEASES = ("0.7.0", "0.7.2", "0.6.2")
+
+
+def _exporter_version(entry) -> str | None:
+    """A release the entry covers (entries scoped with exporter_versions), else None."""
+    if not entry.exporter_versions:
+        return None
+    return next(v for v in _EXPORTER_RELEASES if v in SpecifierSet(entry.exporter_versions))
+
+
 def _version_in(entry) -> str:
     for v in ("0.23.9", "1.23.2", "1.32.0", "2026.4.1", "1.30.0", "2.13.0", "0.7.2", "1.8", "0"):
-        if entry.applies(_one(entry.runtime), v, entry.features, _one(entry.exporters)):
+        if entry.applies(_one(entry.runtime), v, entry.features, _one(entry.exporters),
+                         _exporter_version(entry)):
             return v
     raise AssertionError(f"no version in range for {entry.id}")
 
@@ -85,22 +97,27 @@ def test_each_entry_needs_every_one_of_its_features(entry):
     rt, ex = _one(entry.runtime), _one(entry.exporters).replace("ort-cpu", "ours")
     if entry.exporters != ("*",):
         ex = entry.exporters[0]
-    version = _version_in(entry)
-    assert entry.applies(rt, version, entry.features, ex)
+    version, xv = _version_in(entry), _exporter_version(entry)
+    assert entry.applies(rt, version, entry.features, ex, xv)
     for f in entry.features:
-        assert not entry.applies(rt, version, entry.features - {f}, ex), (entry.id, f)
+        assert not entry.applies(rt, version, entry.features - {f}, ex, xv), (entry.id, f)
     for unless in entry.unless:
-        assert not entry.applies(rt, version, entry.features | unless, ex), (entry.id, unless)
+        assert not entry.applies(rt, version, entry.features | unless, ex, xv), (entry.id, unless)
         # one feature short of the unless set: the entry still applies
         for f in unless:
             partial = (entry.features | unless) - {f}
             if entry.features <= partial:
-                assert entry.applies(rt, version, partial, ex), (entry.id, unless, f)
+                assert entry.applies(rt, version, partial, ex, xv), (entry.id, unless, f)
     if entry.runtime != "*":
-        assert not entry.applies("no-such-runtime", version, entry.features, ex)
+        assert not entry.applies("no-such-runtime", version, entry.features, ex, xv)
     if entry.exporters != ("*",):       # torch.onnx's own entries: never about our files
-        assert not entry.applies(rt, version, entry.features, "ours")
-    assert not entry.applies(rt, None, entry.features, ex)
+        assert not entry.applies(rt, version, entry.features, "ours", xv)
+    assert not entry.applies(rt, None, entry.features, ex, xv)
+    if entry.exporter_versions:         # a release-scoped entry: not without a release, nor
+        assert not entry.applies(rt, version, entry.features, ex, None)   # outside its range
+        outside = [v for v in ("0.1.0", "99.0.0")
+                   if v not in SpecifierSet(entry.exporter_versions)]
+        assert outside and not entry.applies(rt, version, entry.features, ex, outside[0])
 
 
 def test_lengths_all_full_are_not_padded():
