@@ -117,7 +117,8 @@ def check_model(module: Any, model_path: str | Path, example_args: Sequence[Any]
     graph's inputs by position). `shapes`: sizes of the symbolic dims per case (default: each
     batch / sequence dim at 1, at the example, and larger); `chunks`: streamed chunk sizes for
     models with state inputs and outputs (() for none). `diagnose` locates each failure (the
-    first diverging recurrent module and step; with `report_dir` also a repro folder there).
+    first diverging recurrent module and step; with `report_dir` also a repro folder there,
+    beside report.json, junit.xml and report.md).
     Raises ExportError for input that cannot be checked (a file that does not fit the module)."""
     import torch
 
@@ -140,10 +141,8 @@ def check_model(module: Any, model_path: str | Path, example_args: Sequence[Any]
     result = execute(prepared, names, jobs=jobs, timeout=timeout, isolate=isolate)
     if diagnose:
         from .diagnose import diagnose as locate
-        import tempfile
-        with tempfile.TemporaryDirectory(prefix="conformance-repro-") as tmp:
-            locate(result, prepared, target, Path(report_dir) if report_dir else Path(tmp),
-                   timeout=timeout)
+        locate(result, prepared, target, Path(report_dir) if report_dir else None,
+               timeout=timeout)
     out = CheckResult(result, prepared, names, required, tuple(skipped))
     if report_dir is not None:
         out.write_reports(report_dir)

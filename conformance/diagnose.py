@@ -208,10 +208,13 @@ def _repro(model: onnx.ModelProto, edge: RNNEdges, want: Mapping[str, np.ndarray
     return folder
 
 
-def diagnose(result: Any, prepared: Sequence[Any], target: Any, report_dir: Path,
+def diagnose(result: Any, prepared: Sequence[Any], target: Any, report_dir: Path | None,
              timeout: float = 120.0) -> None:
     """For each failing whole-model cell (not streamed): the first diverging recurrent module,
-    into the cell (`diverged_at`), and a repro folder under report_dir/repro/."""
+    into the cell (`diverged_at`), and — with a report_dir — a repro folder under
+    report_dir/repro/."""
+    import tempfile
+
     from .worker import Worker
 
     edges = target.signature.rnn_modules
@@ -222,7 +225,6 @@ def diagnose(result: Any, prepared: Sequence[Any], target: Any, report_dir: Path
     by_case = {p.case_id: p for p in prepared}
     model = onnx.load(str(target.path))
     names = [n for e in edges for _, n in _tensor_names(e)]
-    import tempfile
     with tempfile.TemporaryDirectory(prefix="conformance-diagnose-") as tmp:
         marked_path = Path(tmp) / "marked.onnx"
         onnx.save(mark_outputs(model, names), str(marked_path))
@@ -243,7 +245,7 @@ def diagnose(result: Any, prepared: Sequence[Any], target: Any, report_dir: Path
                 if found is None:
                     continue
                 cell["diverged_at"] = found
-                if found["where"] == "module":
+                if found["where"] == "module" and report_dir is not None:
                     edge = next(e for e in edges if e.path == found["module"])
                     folder = report_dir / "repro" / f"{cell['case']}--{rt}"
                     try:

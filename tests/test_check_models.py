@@ -152,6 +152,13 @@ def test_states_swapped_between_layers_fail_at_the_first_layer(tmp_path):
     assert all(c["status"] == "fail" for c in result.cells)
     located = [c["diverged_at"] for c in result.cells if c["diverged_at"]]
     assert located and {d["module"] for d in located} == {"layer1"}
+    assert not any("repro" in d for d in located)       # no report_dir: no folder promised
+    reported = conformance.check_model(module, bad, runtimes="ort-cpu", chunks=(),
+                                       report_dir=tmp_path / "rep")
+    repros = [Path(c["diverged_at"]["repro"]) for c in reported.cells
+              if (c["diverged_at"] or {}).get("repro")]
+    assert repros and all((r / "model.onnx").is_file() for r in repros)
+    assert (tmp_path / "rep" / "report.json").is_file()
 
 
 def test_a_stale_state_output_shows_in_the_streamed_per_step_output(tmp_path):
