@@ -25,8 +25,7 @@ import numpy as np
 import onnx
 
 from exporter.errors import ExportError
-from exporter.signature import (InputSig, Signature, call_flat, graph_inputs, input_sigs,
-                                read_signature)
+from exporter.signature import Signature, graph_inputs, input_sigs, read_signature
 
 from .matrix import stable_seed
 from .prepare import Prepared
@@ -114,19 +113,10 @@ def _check_fit(sig: Signature, model: onnx.ModelProto) -> None:
         raise ExportError(f"the file returns {outs}; its signature describes {len(sig.outputs)}")
 
 
-def _example_sizes(sig: Signature) -> dict[str, int]:
-    sizes: dict[str, int] = {}
-    for i in sig.inputs:
-        for dim, n in zip(i.dims, i.example):
-            if dim is not None:
-                sizes.setdefault(dim, n)
-    return sizes
-
-
 def shape_maps(sig: Signature) -> list[dict[str, int]]:
     """Sizes of the symbolic dims for each case: all at 1, the example, and larger (batch
     and sequence; a foreign file's every symbolic dim). Other dims stay at the example."""
-    example = _example_sizes(sig)
+    example = sig.example_sizes()
     varying = {d for d in example if d in _VARYING} or set(example)
     maps = [{d: (f(n) if d in varying else n) for d, n in example.items()}
             for f in (lambda n: 1, lambda n: n, lambda n: 2 * n + 1)]
@@ -160,32 +150,9 @@ def parse_chunks(text: str) -> tuple[int, ...]:
     return chunks
 
 
-def _feeds(sig: Signature, sizes: Mapping[str, int], rng: np.random.Generator
-           ) -> dict[str, np.ndarray]:
-    """Inputs at `sizes`: floats normal, integers within the example's range (token ids stay
-    valid ids), booleans random."""
-    feeds = {}
-    for i in sig.inputs:
-        shape = [sizes.get(d, n) if d is not None else n for d, n in zip(i.dims, i.example)]
-        dtype = np.dtype(i.dtype)
-        if dtype.kind == "f":
-            value = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind == "b":
-            value = rng.random(shape) < 0.5
-        else:
-            low, high = (i.low, i.high) if i.low is not None else (0, 0)
-            value = rng.integers(low, high + 1, shape).astype(dtype)
-        feeds[i.name] = value
-    return feeds
-
-
 def _torch_call(module: Any, sig: Signature, feeds: Mapping[str, np.ndarray], dtype: Any
                 ) -> dict[str, np.ndarray]:
-    import torch
-
-    tensors = [torch.from_numpy(np.ascontiguousarray(feeds[i.name])) for i in sig.inputs]
-    tensors = [t.to(dtype) if t.is_floating_point() else t for t in tensors]
-    out = call_flat(module, sig.args_spec, tensors)
+    out = sig.call(module, feeds, dtype)
     if len(out) != len(sig.outputs):
         raise ExportError(f"the module returns {len(out)} tensors, the file {len(sig.outputs)} "
                           f"outputs ({', '.join(sig.outputs)}): is it the module the file was "
@@ -246,7 +213,7 @@ def model_cases(target: WholeModel, model: onnx.ModelProto, *,
     from .features import model_features
 
     sig, module, path = target.signature, target.module, target.path
-    example = _example_sizes(sig)
+    example = sig.example_sizes()
     maps = [dict(m) for m in (shapes if shapes is not None else shape_maps(sig))]
     unknown = {d for m in maps for d in m} - set(example)
     if unknown:
@@ -260,7 +227,7 @@ def model_cases(target: WholeModel, model: onnx.ModelProto, *,
         sizes = {**example, **m}
         shape_id = "-".join(f"{d}{n}" for d, n in sizes.items()
                             if d in varying) or "fixed"
-        feeds = _feeds(sig, sizes, np.random.default_rng(stable_seed(f"{stem}--{shape_id}")))
+        feeds = sig.feeds(sizes, np.random.default_rng(stable_seed(f"{stem}--{shape_id}")))
         why = _accepts(module, sig, feeds)
         if why is not None:
             if skipped is not None:

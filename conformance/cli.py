@@ -271,7 +271,8 @@ def _prepare(cases: list, workdir: Path, exporters: Sequence[str] = ("ours",)) -
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    cases = select(with_targets(load_matrix(args.matrix), _targets(args)), args.select)
+    targets = _targets(args)
+    cases = select(with_targets(load_matrix(args.matrix), targets), args.select)
     if args.shard:
         cases = shard(cases, *args.shard)
     _runtimes(args)  # validate before the slow part
@@ -287,7 +288,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             write_vectors(prepared, args.vectors)
         meta = {"command": "run", "matrix": args.matrix, "select": args.select,
                 "shard": "/".join(map(str, args.shard)) if args.shard else None,
-                "exporters": exporters, "targets": _targets(args)}
+                "exporters": exporters, "targets": targets}
         return _execute(prepared, args, meta)
 
 

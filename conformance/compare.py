@@ -9,7 +9,8 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["Tolerance", "Comparison", "compare", "tolerance_for", "TOLERANCES_FILE"]
+__all__ = ["Tolerance", "Comparison", "compare", "tolerance_for", "abs_errors",
+           "TOLERANCES_FILE"]
 
 TOLERANCES_FILE = Path(__file__).with_name("tolerances.toml")
 
@@ -61,7 +62,7 @@ class Comparison:
         return asdict(self)
 
 
-def _errors(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+def abs_errors(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     """Element-wise |got − want|, infinite wherever either side is not finite.
 
     Only called once `want` is known to be finite (float32 at most 3.4e38 in magnitude), so in
@@ -114,7 +115,7 @@ def compare(runtime: str, got: Mapping[str, np.ndarray], f32: Mapping[str, np.nd
             continue
         if (m := _nonfinite(name, a, "the runtime's")):
             problems.append(m)
-        err = _errors(a, want)
+        err = abs_errors(a, want)
         bad = err > tol.atol + tol.rtol * np.abs(want)
         if bad.any() and not m:
             problems.append(f"{name}: {int(bad.sum())}/{bad.size} elements outside tolerance")
@@ -125,8 +126,8 @@ def compare(runtime: str, got: Mapping[str, np.ndarray], f32: Mapping[str, np.nd
         if nz.any():
             worst["rel"] = max(worst["rel"], float((err[nz] / np.abs(want[nz])).max()))
         if err.size and name in f64:
-            worst["f64"] = max(worst["f64"], float(_errors(a, f64[name]).max()))
-            worst["floor"] = max(worst["floor"], float(_errors(want, f64[name]).max()))
+            worst["f64"] = max(worst["f64"], float(abs_errors(a, f64[name]).max()))
+            worst["floor"] = max(worst["floor"], float(abs_errors(want, f64[name]).max()))
     if untrusted:
         verdict = "error"
         problems = [f"{m}: nothing to judge against" for m in untrusted] + problems

@@ -23,7 +23,7 @@ import onnx
 
 from exporter.signature import RNNEdges
 
-from .compare import tolerance_for
+from .compare import abs_errors, tolerance_for
 
 __all__ = ["step_errors", "diagnose", "mark_outputs", "module_captures", "SPARK"]
 
@@ -34,12 +34,10 @@ _MAX_STEPS = 512      # per-step errors kept in a report cell
 def step_errors(got: np.ndarray, want: np.ndarray, axis: int, atol: float, rtol: float
                 ) -> tuple[list[float], int | None]:
     """(max |got − want| per time step, the first step with an element outside tolerance)."""
-    got = np.moveaxis(np.asarray(got, dtype=np.float64), axis, 0)
-    want = np.moveaxis(np.asarray(want, dtype=np.float64), axis, 0)
-    with np.errstate(invalid="ignore"):
-        err = np.abs(got - want)
-    err = np.where(np.isfinite(err), err, np.inf).reshape(len(err), -1)
-    bad = (err > atol + rtol * np.abs(want).reshape(len(want), -1)).any(axis=1)
+    got, want = np.moveaxis(np.asarray(got), axis, 0), np.moveaxis(np.asarray(want), axis, 0)
+    with np.errstate(invalid="ignore"):             # ∞ − ∞ in a runtime's answer
+        err = abs_errors(got, want).reshape(len(want), -1)
+    bad = (err > atol + rtol * np.abs(want.astype(np.float64)).reshape(len(want), -1)).any(axis=1)
     per_step = [float(e.max()) if e.size else 0.0 for e in err]
     first = int(np.argmax(bad)) if bad.any() else None
     return per_step[:_MAX_STEPS], first
@@ -61,6 +59,9 @@ def sparkline(values: Sequence[float], width: int = 40) -> str:
 
 
 # ---- which recurrent module -------------------------------------------------------------
+
+_INPUT_ROLES = ("input", "h_0", "c_0")     # a module's tensors on the way in
+
 
 def _tensor_names(edge: RNNEdges) -> list[tuple[str, str]]:
     """(role, graph tensor) of one module call: input, states in, output, states out."""
@@ -133,20 +134,16 @@ def _first_divergence(edges: Sequence[RNNEdges], got: Mapping[str, np.ndarray],
         for role, name in _tensor_names(edge):
             if name not in got or name not in want:
                 continue
-            a, w = np.asarray(got[name], dtype=np.float64), want[name].astype(np.float64)
+            a, w = np.asarray(got[name]), want[name]
+            at = {"module": edge.path, "tensor": role, "graph_tensor": name,
+                  "where": "input" if role in _INPUT_ROLES else "module"}
             if a.shape != w.shape:
-                return {"module": edge.path, "tensor": role, "graph_tensor": name,
-                        "where": "input" if role in ("input", "h_0", "c_0") else "module",
-                        "message": f"shape {list(a.shape)}, torch {list(w.shape)}"}
+                return {**at, "message": f"shape {list(a.shape)}, torch {list(w.shape)}"}
             tol = tolerance_for(base_name(runtime), role)
             with np.errstate(invalid="ignore"):
-                err = np.abs(a - w)
-            bad = ~(err <= tol.atol + tol.rtol * np.abs(w))
-            if bad.any():
-                found = {"module": edge.path, "tensor": role, "graph_tensor": name,
-                         "where": "input" if role in ("input", "h_0", "c_0") else "module",
-                         "max_abs_err": float(np.nanmax(np.where(np.isfinite(err), err,
-                                                                 np.inf)))}
+                err = abs_errors(a, w)
+            if (err > tol.atol + tol.rtol * np.abs(w.astype(np.float64))).any():
+                found = {**at, "max_abs_err": float(err.max())}
                 if edge.output in got and edge.output in want:   # the module's own steps
                     found["first_bad_step"] = step_errors(
                         got[edge.output], want[edge.output], edge.time_axis, tol.atol,
@@ -177,8 +174,8 @@ def _repro(model: onnx.ModelProto, edge: RNNEdges, want: Mapping[str, np.ndarray
     from .environment import environment
 
     names = _tensor_names(edge)
-    ins = [n for role, n in names if role in ("input", "h_0", "c_0")]
-    outs = [n for role, n in names if role not in ("input", "h_0", "c_0")]
+    ins = [n for role, n in names if role in _INPUT_ROLES]
+    outs = [n for role, n in names if role not in _INPUT_ROLES]
     full = copy.deepcopy(model)
     full.graph.ClearField("value_info")     # the extractor needs every cut tensor's type
     full = onnx.shape_inference.infer_shapes(full)
@@ -266,11 +263,5 @@ def diagnose(result: Any, prepared: Sequence[Any], target: Any, report_dir: Path
 
 def _torch_at_modules(target: Any, feeds: Mapping[str, np.ndarray],
                       edges: Sequence[RNNEdges]) -> dict[str, np.ndarray]:
-    import torch
-
-    from exporter.signature import call_flat
-
-    sig = target.signature
-    tensors = [torch.from_numpy(np.ascontiguousarray(feeds[i.name])) for i in sig.inputs]
     return module_captures(target.module, edges,
-                           lambda: call_flat(target.module, sig.args_spec, tensors))
+                           lambda: target.signature.call(target.module, feeds))

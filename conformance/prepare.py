@@ -73,7 +73,6 @@ def _prepare_composite(model_case: CompositeCase, group: Iterable[Case],
     """A whole model: exported at an example shape unlike any case's; truth from the module
     through the file's own signature (the `check` pipeline's), each case run whole and — for
     a model carrying its state in and out — streamed in chunks."""
-    import onnx
     import torch
 
     from exporter.signature import read_signature
@@ -91,10 +90,9 @@ def _prepare_composite(model_case: CompositeCase, group: Iterable[Case],
         path.parent.mkdir(parents=True, exist_ok=True)
         # verify=False: the cells below judge this file at every case's shape, the export's
         # own self-check only at two
-        export(module, comp.call({k: torch.from_numpy(v) for k, v in example.items()}), path,
-               input_names=list(example), output_names=list(comp.outputs), verify=False,
-               **{"target": model_case.target, **comp.options()})
-        model = onnx.load(str(path))
+        model = export(module, comp.call({k: torch.from_numpy(v) for k, v in example.items()}),
+                       path, input_names=list(example), output_names=list(comp.outputs),
+                       verify=False, **{"target": model_case.target, **comp.options()})
         target = WholeModel(path, module, read_signature(model))
     except Exception as exc:  # an exporter bug must show as error cells, not stop the run
         problem = f"export failed: {one_line(exc)}"

@@ -70,6 +70,46 @@ class Signature:
     state_pairs: tuple[tuple[str, str], ...] = ()
     rnn_modules: tuple[RNNEdges, ...] = field(default_factory=tuple)
 
+    def example_sizes(self) -> dict[str, int]:
+        """Each symbolic dimension's name → its size in the example."""
+        sizes: dict[str, int] = {}
+        for i in self.inputs:
+            for dim, n in zip(i.dims, i.example):
+                if dim is not None:
+                    sizes.setdefault(dim, n)
+        return sizes
+
+    def feeds(self, sizes: Mapping[str, int], rng: Any) -> dict[str, Any]:
+        """Inputs (numpy) with the symbolic dims at `sizes` (the others at the example's) and
+        values like the example's: floats normal, integers within the example's range (token
+        ids stay valid ids), booleans random."""
+        import numpy as np
+
+        feeds = {}
+        for i in self.inputs:
+            shape = [sizes.get(d, n) if d is not None else n for d, n in zip(i.dims, i.example)]
+            dtype = np.dtype(i.dtype)
+            if dtype.kind == "f":
+                value = rng.standard_normal(shape).astype(dtype)
+            elif dtype.kind == "b":
+                value = rng.random(shape) < 0.5
+            else:
+                low, high = (i.low, i.high) if i.low is not None else (0, 0)
+                value = rng.integers(low, high + 1, shape).astype(dtype)
+            feeds[i.name] = value
+        return feeds
+
+    def call(self, module: Any, feeds: Mapping[str, Any], dtype: Any = None) -> list[Any]:
+        """`module` on these feeds (numpy, by input name; floating ones cast to `dtype` when
+        given), arranged as its forward's arguments; its output tensors, flattened."""
+        import numpy as np
+        import torch
+
+        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[i.name])) for i in self.inputs]
+        if dtype is not None:
+            tensors = [t.to(dtype) if t.is_floating_point() else t for t in tensors]
+        return call_flat(module, self.args_spec, tensors)
+
     def to_json(self) -> str:
         data = asdict(self)
         data["module_kwargs"] = dict(self.module_kwargs) if self.module_kwargs is not None else None

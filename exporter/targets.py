@@ -81,6 +81,11 @@ class Construction:
                            "because": [list(b) for b in self.because]})
 
 
+# which choice a rule's condition decides
+_DECIDES = {"relu": "lowering", "sequence_lens": "lowering", "computed_lstm_state": "lowering",
+            "zero_state": "zero_state", "layout1": "batch_layout"}
+
+
 def _rules(target: str) -> Iterable[Rule]:
     if target == "none":
         return ()
@@ -107,8 +112,7 @@ def construction(target: str, *, relu: bool, sequence_lens: bool, zero_state: bo
             continue                    # decided below, once the lowering is known
         if not applies[rule.when]:
             continue
-        key = {"relu": "lowering", "sequence_lens": "lowering", "zero_state": "zero_state",
-               "computed_lstm_state": "lowering", "layout1": "batch_layout"}[rule.when]
+        key = _DECIDES[rule.when]
         explicit = (key == "lowering" and lowering is not None) or key == "batch_layout"
         if explicit:                    # the caller asked for it: theirs, recorded
             continue

@@ -201,8 +201,9 @@ def _refuse_stray_recurrent(ep: Any) -> None:
     stray = sorted({str(n.target) for n in ep.graph.nodes if n.op == "call_function"
                     and str(n.target).startswith(_RECURRENT_ATEN)})
     if stray:
-        raise ExportError(f"a recurrent module is called from outside the module tree ({', '.join(stray)}; "
-                          "kept in a plain list, dict or closure?): register it as a submodule "
+        raise ExportError(f"a recurrent module is called from outside the module tree "
+                          f"({', '.join(stray)}; kept in a plain list, dict or closure?): "
+                          "register it as a submodule "
                           "(nn.ModuleList, an attribute) so it can be lowered")
 
 

@@ -22,6 +22,7 @@ from .errors import ExportError
 from .cells import ONNX_OPS
 from .onnx_walk import attribute, recurrent_nodes, subgraphs
 from .feeds import make_feeds, module_from_state, rnn_forward
+from .signature import Signature, flat_tensors, graph_inputs, input_sigs
 from .spec import ExportOptions, RNNSpec
 
 __all__ = ["verify_rnn", "verify_module", "layout0", "faithful_session", "VERIFY_TOLERANCE"]
@@ -156,45 +157,6 @@ def verify_rnn(model: onnx.ModelProto, spec: RNNSpec, state: Mapping[str, np.nda
 
 # ---- whole modules ------------------------------------------------------------------------
 
-def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
-    inits = {t.name for t in model.graph.initializer}
-    return [i for i in model.graph.input if i.name not in inits]
-
-
-def _symbolic_sizes(inputs: Sequence[onnx.ValueInfoProto], leaves: Sequence[Any]
-                    ) -> dict[str, int]:
-    """Each symbolic dimension's name → its size in the example."""
-    sizes: dict[str, int] = {}
-    for k, (vi, t) in enumerate(zip(inputs, leaves)):
-        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
-            if not d.HasField("dim_value") and axis < t.dim():
-                sizes.setdefault(d.dim_param or f"?{k}.{axis}", int(t.shape[axis]))
-    return sizes
-
-
-def _resized(inputs: Sequence[onnx.ValueInfoProto], leaves: Sequence[Any],
-             sizes: Mapping[str, int], rng: np.random.Generator) -> list[Any]:
-    """New example tensors: symbolic dims at `sizes`, values like the example's (floats
-    normal, integers within the example's range, so token ids stay valid ids)."""
-    import torch
-
-    out = []
-    for k, (vi, t) in enumerate(zip(inputs, leaves)):
-        shape = list(t.shape)
-        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
-            if not d.HasField("dim_value") and axis < len(shape):
-                shape[axis] = sizes[d.dim_param or f"?{k}.{axis}"]
-        if t.is_floating_point():
-            value = torch.from_numpy(rng.standard_normal(shape)).to(t.dtype)
-        elif t.dtype == torch.bool:
-            value = torch.from_numpy(rng.random(shape) < 0.5)
-        else:
-            lo, hi = (int(t.min()), int(t.max())) if t.numel() else (0, 0)
-            value = torch.from_numpy(rng.integers(lo, hi + 1, shape)).to(t.dtype)
-        out.append(value)
-    return out
-
-
 def _size_maps(example: Mapping[str, int]) -> list[dict[str, int]]:
     """Candidate size maps, smallest first, each differing from the example in every
     symbolic dimension; then one larger."""
@@ -224,35 +186,34 @@ def verify_module(module: Any, args: tuple, model: onnx.ModelProto) -> None:
 
     if _too_large(model):
         return
-    leaves, spec = pytree.tree_flatten(args)
-    tensors = [i for i, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
-    inputs = _graph_inputs(model)
+    leaves, spec, tensors = flat_tensors(args)
+    inputs = graph_inputs(model.graph)
     names = [o.name for o in model.graph.output]
     if len(tensors) != len(inputs):
         raise ExportError(f"cannot verify the export: the example args hold {len(tensors)} "
                           f"tensors, the graph takes {len(inputs)} inputs; pass verify=False "
                           "(--no-verify) and check the file with `python -m conformance check`")
-    sizes = _symbolic_sizes(inputs, [leaves[i] for i in tensors])
+    sig = Signature(input_sigs(model.graph, [leaves[i] for i in tensors]), tuple(names))
+    sizes = sig.example_sizes()
     if not sizes:
         return      # the caller fixed every dimension: the example is the only shape
     rng = np.random.default_rng(0)
     sess = _session(model)
-    example = [leaves[i] for i in tensors]
 
     def checked(shape: Mapping[str, int]) -> bool:
         """Compare at `shape`; False when the module itself refuses it (not the file's
         fault); raises ExportError when the file disagrees."""
-        new = _resized(inputs, example, shape, rng)
+        feeds = sig.feeds(shape, rng)
         call = list(leaves)
-        for i, v in zip(tensors, new):
-            call[i] = v
+        for i, vi in zip(tensors, inputs):
+            call[i] = torch.from_numpy(feeds[vi.name])
         try:
             with torch.no_grad():
                 want = module(*pytree.tree_unflatten(call, spec))
         except Exception:
             return False
         want = [w.numpy() for w in pytree.tree_leaves(want) if isinstance(w, torch.Tensor)]
-        got = sess.run(names, {vi.name: v.numpy() for vi, v in zip(inputs, new)})
+        got = sess.run(names, feeds)
         _judge(got, want, names, "at " + ", ".join(
             f"{n}={v}" for n, v in shape.items() if v != sizes[n]))
         return True
