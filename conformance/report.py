@@ -158,15 +158,23 @@ def _placement_lines(report: dict) -> list[str]:
 
 def _heatmap_rows(report: dict) -> tuple[list[str], list[str], dict]:
     """(row labels, runtimes, (row, runtime) → cells): the support table's feature rows
-    (conformance/support.py), then one row of every cell; empty rows are dropped."""
+    (conformance/support.py) over the files written as asked, then one row of every such
+    cell, and one row per exporter target the run also had (`run --targets`: the target
+    chose those files' construction, so they are not counted in the feature rows); empty
+    rows are dropped."""
     from .support import FEATURES, in_scope
 
     cells, runtimes = report["cells"], list(report["runtimes"])
+    by_target: dict[str, list[dict]] = {}
+    for c in cells:
+        by_target.setdefault((c.get("labels") or {}).get("target") or "none", []).append(c)
+    plain = by_target.pop("none", [])
     rows: dict[str, list[dict]] = {}
     for feature, pred in FEATURES.items():
-        rows[feature] = [c for c in cells if c.get("labels") and pred(c["labels"])
+        rows[feature] = [c for c in plain if c.get("labels") and pred(c["labels"])
                          and in_scope(feature, c["labels"])]
-    rows["every cell"] = list(cells)
+    rows["every cell"] = plain
+    rows.update({f"every cell, --target {t}": v for t, v in by_target.items()})
     rows = {k: v for k, v in rows.items() if v}
     grid = {(r, rt): [c for c in v if c["runtime"] == rt] for r, v in rows.items()
             for rt in runtimes}

@@ -189,3 +189,20 @@ def test_the_exporter_has_no_import_cycles():
              for m, p in files.items() if m != "exporter"}   # __init__ only re-exports
     assert graph["exporter.api"] >= {"exporter.reading", "exporter.torch_onnx"}
     assert _cycle(graph) is None, " → ".join(_cycle(graph))
+
+
+def test_heatmap_counts_target_files_in_their_own_row():
+    """Feature rows are the files written as asked (as docs/support.md's first table); a
+    run with --targets adds one row per target instead of mixing them in."""
+    from conformance.report import _heatmap_rows
+
+    labels = {"cell": "rnn", "nonlinearity": "relu", "num_layers": 1, "bias": True,
+              "lowering": "rnn", "initial_state": "input", "batch_layout": "transpose"}
+    cells = [{"runtime": "tract", "status": "xfail", "labels": {**labels, "target": "none"}},
+             {"runtime": "tract", "status": "pass",
+              "labels": {**labels, "lowering": "scan", "target": "any"}}]
+    rows, runtimes, grid = _heatmap_rows({"cells": cells, "runtimes": {"tract": {}}})
+    assert [c["status"] for c in grid[("relu", "tract")]] == ["xfail"]
+    assert [c["status"] for c in grid[("every cell", "tract")]] == ["xfail"]
+    assert [c["status"] for c in grid[("every cell, --target any", "tract")]] == ["pass"]
+    assert "scan lowering (--lowering scan)" not in rows
