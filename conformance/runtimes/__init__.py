@@ -22,6 +22,9 @@ REGISTRY = MappingProxyType({
     "tract": "conformance.runtimes.tract:Tract",
     "ort-node": "conformance.runtimes.node:OrtNode",
     "ort-web": "conformance.runtimes.node:OrtWeb",
+    "openvino-c": "conformance.runtimes.c:OpenVINOC",
+    "tract-c": "conformance.runtimes.c:TractC",
+    "ort-c": "conformance.runtimes.c:OrtC",
 })
 
 
