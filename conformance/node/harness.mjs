@@ -1,53 +1,112 @@
-// Node.js harness of the conformance runner: runs ONNX models on onnxruntime-node (or
-// onnxruntime-web's wasm backend) with inputs read from ONNX test vectors on disk.
+// Node.js harness of the conformance runner: runs ONNX models on onnxruntime-node,
+// onnxruntime-web's wasm backend under Node.js, or onnxruntime-web in a real headless Chromium
+// (WebAssembly, WebGPU, or the default bundle's JSEP WebGPU; browser.mjs), with inputs read
+// from ONNX test vectors on disk.
 //
-//   node harness.mjs serve [--backend node|web]   JSON lines on stdin → JSON lines on stdout
-//       {"cmd":"hello"}                          → {"ok":true,"version":"1.30.0","backend":"node"}
+//   node harness.mjs serve [--backend B]   JSON lines on stdin → JSON lines on stdout
+//       {"cmd":"hello"}                          → {"ok":true,"version":"1.30.0","backend":B,"provider":P}
+//                                                 | {"ok":false,"unavailable":true,"error":WHY}
 //       {"cmd":"load","model":PATH,"external":[F]} → {"ok":true} | {"ok":false,"error":MSG}
 //         (F: the model's external-data files, relative to its folder: onnxruntime-web reads
 //         no files itself, so they are handed to it as bytes)
 //       {"cmd":"run","model":PATH,"dataset":DIR} → {"ok":true,"outputs":[{name,dims,dtype,data}],"seconds":S}
 //     DIR holds input_<k>.pb (TensorProto); output data is base64 of little-endian values.
 //     The process ends when stdin closes.
-//   node harness.mjs replay DIR [--backend node|web]
+//   node harness.mjs replay DIR [--backend B]
 //     Replays every <model>/test_data_set_<k> under DIR (the runner's `vectors` layout) and
 //     judges the outputs by the rules of conformance/compare.py (below); exit 1 on any fail
 //     or error. It is strict: known divergences are not applied here (they match features
 //     read from the graph, which needs onnx's Python reader); for divergence-aware verdicts
 //     on the same files run `python -m conformance replay DIR --runtimes ort-node,ort-web`.
+//   B: node (default) | web | chromium-wasm | chromium-webgpu | chromium-jsep
 import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { decodeTensor } from './tensor.mjs';
 
+// backend → the runtime name it is judged as (tolerances.toml) and how to open its engine
+const BACKENDS = {
+  node: { runtime: 'ort-node', open: () => inProcess('onnxruntime-node') },
+  web: { runtime: 'ort-web', open: () => inProcess('onnxruntime-web') },
+  'chromium-wasm': { runtime: 'ort-web-chromium',
+    open: () => browser({ bundle: 'ort.wasm.min.mjs', webgpu: false,
+      sessionOptions: { executionProviders: ['wasm'] } }) },
+  // onnxruntime-web's native WebGPU execution provider (the `onnxruntime-web/webgpu` bundle);
+  // a node it cannot place on WebGPU refuses the session instead of running on WebAssembly
+  'chromium-webgpu': { runtime: 'ort-webgpu-chromium',
+    open: () => browser({ bundle: 'ort.webgpu.min.mjs', webgpu: true,
+      sessionOptions: { executionProviders: ['webgpu'], extra: { session: { disable_cpu_ep_fallback: '1' } } } }) },
+  // the default `onnxruntime-web` bundle's WebGPU (JSEP), as a page that asks for 'webgpu' gets it
+  'chromium-jsep': { runtime: 'ort-webgpu-jsep-chromium',
+    open: () => browser({ bundle: 'ort.min.mjs', webgpu: true,
+      sessionOptions: { executionProviders: ['webgpu'] } }) },
+};
+
 const args = process.argv.slice(2);
 const backendName = args.includes('--backend') ? args[args.indexOf('--backend') + 1] : 'node';
-if (!['node', 'web'].includes(backendName)) {
-  console.error(`harness: unknown backend ${backendName}`);
+if (!Object.hasOwn(BACKENDS, backendName)) {
+  console.error(`harness: unknown backend ${backendName}; known: ${Object.keys(BACKENDS).join(', ')}`);
   process.exit(2);
 }
-const pkg = backendName === 'web' ? 'onnxruntime-web' : 'onnxruntime-node';
-let ort;
-try {
-  ort = await import(pkg);
-} catch (e) {
-  console.error(`harness: ${pkg} is not installed here: run \`cd conformance/node && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci\` (${String(e.message || e).split('\n')[0]})`);
-  process.exit(2);
+const BACKEND = BACKENDS[backendName];
+
+async function inProcess(pkg) {
+  let ort;
+  try {
+    ort = await import(pkg);
+  } catch (e) {
+    throw new Unavailable(`${pkg} is not installed here: run \`cd conformance/node && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci\` (${String(e.message || e).split('\n')[0]})`);
+  }
+  ort.env.logLevel = 'fatal';
+  const web = pkg === 'onnxruntime-web';
+  if (web) ort.env.wasm.numThreads = 1;
+  return {
+    version: web ? ort.env.versions.web : ort.env.versions.node,
+    provider: web ? 'wasm' : 'cpu',
+    async create(model, external = []) {
+      const options = { logSeverityLevel: 3 };
+      if (web && external.length) {
+        options.externalData = external.map((path) => ({ path, data: readFileSync(join(dirname(model), path)) }));
+      }
+      const sess = await ort.InferenceSession.create(model, options);
+      return {
+        inputNames: sess.inputNames,
+        outputNames: sess.outputNames,
+        async run(tensors) {
+          const feeds = {};
+          for (const t of tensors) feeds[t.name] = new ort.Tensor(t.dtype, t.data, t.dims);
+          return sess.run(feeds);
+        },
+      };
+    },
+    async close() {},
+  };
 }
-ort.env.logLevel = 'fatal';
-if (backendName === 'web') ort.env.wasm.numThreads = 1;
-const version = backendName === 'web' ? ort.env.versions.web : ort.env.versions.node;
+
+class Unavailable extends Error {}
+
+async function browser(options) {
+  const mod = await import('./browser.mjs');
+  try {
+    return await mod.openBrowser(options);
+  } catch (e) {
+    if (e instanceof mod.Unavailable) throw new Unavailable(e.message);
+    throw e;
+  }
+}
+
+let enginePromise = null;
+function engine() {
+  enginePromise ||= BACKEND.open();
+  return enginePromise;
+}
 
 const sessions = new Map();
 async function session(model, external = []) {
   if (!sessions.has(model)) {
     sessions.clear(); // one model at a time, as the Python adapters do
-    const options = { logSeverityLevel: 3 };
-    if (backendName === 'web' && external.length) {
-      options.externalData = external.map((path) => ({ path, data: readFileSync(join(dirname(model), path)) }));
-    }
-    sessions.set(model, await ort.InferenceSession.create(model, options));
+    sessions.set(model, await (await engine()).create(model, external));
   }
   return sessions.get(model);
 }
@@ -58,16 +117,11 @@ function readTensors(dir, prefix) {
   return files.map((f) => decodeTensor(readFileSync(join(dir, f))));
 }
 
-function toOrt(t) {
-  return new ort.Tensor(t.dtype, t.data, t.dims);
-}
-
 async function run(model, dataset) {
   const sess = await session(model);
-  const feeds = {};
-  for (const t of readTensors(dataset, 'input')) feeds[t.name] = toOrt(t);
+  const tensors = readTensors(dataset, 'input');
   const start = performance.now();
-  const results = await sess.run(feeds);
+  const results = await sess.run(tensors);
   const seconds = (performance.now() - start) / 1000;
   const outputs = sess.outputNames.map((name) => {
     const r = results[name];
@@ -84,7 +138,7 @@ async function serve() {
     let reply;
     try {
       const msg = JSON.parse(line);
-      if (msg.cmd === 'hello') reply = { ok: true, version, backend: backendName };
+      if (msg.cmd === 'hello') reply = await hello();
       else if (msg.cmd === 'load') { await session(msg.model, Array.isArray(msg.external) ? msg.external : []); reply = { ok: true }; }
       else if (msg.cmd === 'run') reply = { ok: true, ...(await run(msg.model, msg.dataset)) };
       else reply = { ok: false, error: `unknown command ${msg.cmd}` };
@@ -92,6 +146,17 @@ async function serve() {
       reply = { ok: false, error: String(e && e.message ? e.message : e).split('\n')[0] };
     }
     process.stdout.write(JSON.stringify(reply) + '\n');
+  }
+  if (enginePromise) await (await enginePromise.catch(() => ({ close() {} }))).close();
+}
+
+async function hello() {
+  try {
+    const e = await engine();
+    return { ok: true, version: e.version, backend: backendName, provider: e.provider };
+  } catch (e) {
+    const why = String(e && e.message ? e.message : e).split('\n')[0];
+    return e instanceof Unavailable ? { ok: false, unavailable: true, error: why } : { ok: false, error: why };
   }
 }
 
@@ -103,7 +168,7 @@ async function serve() {
 // - tolerances are conformance/tolerances.toml's (the one source of the numbers: the last rule
 //   whose dtype, runtime and output globs match, as compare.py reads it); a case.json may only
 //   tighten them, never loosen them.
-const RUNTIME = backendName === 'web' ? 'ort-web' : 'ort-node';
+const RUNTIME = BACKEND.runtime;
 
 function globToRegExp(glob) {
   const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
@@ -198,10 +263,10 @@ async function replaySet(dir, set) {
   const caseName = typeof meta.case === 'string' ? meta.case : `${dir}/${set}`;
   try {
     const sess = await session(join(dir, 'model.onnx'));
-    const feeds = {};
-    for (const [name, t] of named(readTensors(data, 'input'), sess.inputNames, 'input')) feeds[name] = toOrt(t);
+    const tensors = [...named(readTensors(data, 'input'), sess.inputNames, 'input')]
+      .map(([name, t]) => ({ ...t, name }));
     const wantList = readTensors(data, 'output');
-    const results = await sess.run(feeds);
+    const results = await sess.run(tensors);
     return { case: caseName, ...judge(sess, results, wantList, meta) };
   } catch (e) {
     return { case: caseName, status: 'error', message: String(e.message || e).split('\n')[0] };
@@ -237,5 +302,10 @@ async function replay(root) {
 }
 
 if (args[0] === 'serve') await serve();
-else if (args[0] === 'replay' && args[1]) process.exitCode = await replay(args[1]);
-else { console.error('usage: node harness.mjs serve|replay DIR [--backend node|web]'); process.exitCode = 2; }
+else if (args[0] === 'replay' && args[1]) {
+  process.exitCode = await replay(args[1]);
+  if (enginePromise) await (await enginePromise.catch(() => ({ close() {} }))).close();
+} else {
+  console.error(`usage: node harness.mjs serve|replay DIR [--backend ${Object.keys(BACKENDS).join('|')}]`);
+  process.exitCode = 2;
+}

@@ -1,4 +1,7 @@
-"""onnxruntime for JavaScript: onnxruntime-node (native) and onnxruntime-web (wasm), in Node.js.
+"""onnxruntime for JavaScript: onnxruntime-node (native) and onnxruntime-web (wasm) in Node.js,
+and onnxruntime-web in a real headless Chromium: WebAssembly (`ort-web-chromium`), the native
+WebGPU provider with no CPU fallback (`ort-webgpu-chromium`) and the default bundle's JSEP WebGPU
+as a page gets it by default (`ort-webgpu-jsep-chromium`).
 
 The adapter starts conformance/node/harness.mjs once (`serve` mode) and talks JSON lines to it;
 inputs travel as ONNX test-vector files (input_<k>.pb) that the harness reads from disk, the
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -19,7 +23,8 @@ import numpy as np
 from ..tensors import write_tensors
 from .base import Runtime
 
-__all__ = ["OrtNode", "OrtWeb", "HARNESS_DIR"]
+__all__ = ["OrtNode", "OrtWeb", "OrtWebChromium", "OrtWebGpuChromium", "OrtWebGpuJsepChromium",
+           "HARNESS_DIR"]
 
 HARNESS_DIR = Path(__file__).resolve().parents[1] / "node"
 _INSTALL = (f"cd {HARNESS_DIR} && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci "
@@ -27,34 +32,50 @@ _INSTALL = (f"cd {HARNESS_DIR} && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci "
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "int64": np.int64}
 
 
+class _Unavailable(RuntimeError):
+    """The harness's hello: this backend cannot run here (no browser, no WebGPU adapter)."""
+
+
 class OrtNode(Runtime):
     name = "ort-node"
     backend = "node"
     package = "onnxruntime-node"
+    needs: tuple[str, ...] = ()       # further npm packages the backend loads
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
         self._version: str | None = None
+        self._provider: str | None = None
+        self._broken: str | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix=f"{self.name}-")
 
     def available(self) -> str | None:
         node = shutil.which("node")
         if node is None:
             return f"Node.js not found on PATH: install Node.js >= 18, then {_INSTALL}"
-        if not (HARNESS_DIR / "node_modules" / self.package).is_dir():
-            return f"{self.package} is not installed: {_INSTALL}"
+        for package in (self.package, *self.needs):
+            if not (HARNESS_DIR / "node_modules" / package).is_dir():
+                return f"{package} is not installed: {_INSTALL}"
         try:
-            self._version = self._ask({"cmd": "hello"})["version"]
+            hello = self._ask({"cmd": "hello"})
+        except _Unavailable as exc:
+            return str(exc)
         except RuntimeError as exc:
-            return f"the Node.js harness did not start: {exc}"
+            # it is here but does not start (a browser that crashes): every cell an error
+            self._broken = f"the harness did not start: {exc}"
+            return None
+        self._version, self._provider = hello["version"], hello.get("provider")
         return None
+
+    def _env(self) -> dict[str, str]:
+        return dict(os.environ)
 
     def _start(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
                 ["node", str(HARNESS_DIR / "harness.mjs"), "serve", "--backend", self.backend],
                 cwd=HARNESS_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True, bufsize=1)
+                stderr=subprocess.DEVNULL, text=True, bufsize=1, env=self._env())
         return self._proc
 
     def _ask(self, msg: dict) -> dict:
@@ -67,15 +88,20 @@ class OrtNode(Runtime):
             raise RuntimeError(f"Node.js harness exited (code {code})")
         reply = json.loads(line)
         if not reply.get("ok"):
-            raise RuntimeError(reply.get("error", "unknown harness error"))
+            error = _Unavailable if reply.get("unavailable") else RuntimeError
+            raise error(reply.get("error", "unknown harness error"))
         return reply
 
     def version(self) -> str:
+        if self._broken:
+            return "?"
         return self._version or self._ask({"cmd": "hello"})["version"]
 
     def load(self, model_path: str) -> Any:
         from exporter.files import external_data_files
 
+        if self._broken:
+            return model_path          # run() reports it: an error cell, not "unsupported"
         # onnxruntime-web cannot open files: the harness hands it each external-data file
         # (checked to lie inside the model's folder) as bytes
         self._ask({"cmd": "load", "model": model_path,
@@ -83,6 +109,8 @@ class OrtNode(Runtime):
         return model_path
 
     def run(self, session: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._broken:
+            raise RuntimeError(self._broken)
         dataset = Path(self._tmp.name) / "test_data_set_0"
         shutil.rmtree(dataset, ignore_errors=True)
         write_tensors(dataset, "input", dict(feeds))
@@ -92,7 +120,7 @@ class OrtNode(Runtime):
                 for o in reply["outputs"]}
 
     def provider(self, session: Any) -> str:
-        return f"{self.package} (cpu)" if self.backend == "node" else f"{self.package} (wasm)"
+        return f"{self.package} ({self._provider or ('cpu' if self.backend == 'node' else 'wasm')})"
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
@@ -116,3 +144,41 @@ class OrtWeb(OrtNode):
     name = "ort-web"
     backend = "web"
     package = "onnxruntime-web"
+
+
+class OrtWebChromium(OrtNode):
+    """onnxruntime-web's WebAssembly backend in a page of a real headless Chromium
+    (conformance/node/browser.mjs), one thread."""
+
+    name = "ort-web-chromium"
+    backend = "chromium-wasm"
+    package = "onnxruntime-web"
+    needs = ("playwright-core",)
+
+    def _env(self) -> dict[str, str]:
+        from ..versions import cache_root
+
+        # where the Chromium of @sparticuz/chromium is unpacked, once per release
+        pkg = HARNESS_DIR / "node_modules" / "@sparticuz" / "chromium" / "package.json"
+        release = json.loads(pkg.read_text())["version"] if pkg.is_file() else "none"
+        return {**os.environ,
+                "CONFORMANCE_BROWSER_DIR": str(cache_root() / "browser" / f"chromium-{release}")}
+
+
+class OrtWebGpuChromium(OrtWebChromium):
+    """onnxruntime-web's native WebGPU execution provider (the `onnxruntime-web/webgpu`
+    bundle) in headless Chromium, on SwiftShader's software adapter where there is no GPU.
+    CPU fallback is refused (`disable_cpu_ep_fallback`), as ort-cuda refuses it: a graph with
+    a node WebGPU cannot run is `unsupported`, never a WebAssembly run under this name."""
+
+    name = "ort-webgpu-chromium"
+    backend = "chromium-webgpu"
+
+
+class OrtWebGpuJsepChromium(OrtWebChromium):
+    """The default `onnxruntime-web` bundle with executionProviders ['webgpu'] (JSEP), as a
+    web page gets it without choosing a bundle; nodes JSEP cannot run fall back to
+    WebAssembly, as they do for that page."""
+
+    name = "ort-webgpu-jsep-chromium"
+    backend = "chromium-jsep"
