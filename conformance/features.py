@@ -29,6 +29,10 @@ node" is an ONNX RNN, LSTM or GRU node:
     scan-rnn-body           a Scan whose body is only MatMul, Add, Tanh/Relu and Identity: an
                             unmasked nn.RNN step (no gates, no sequence_lens masking)
     negative-step-slice     a Slice whose steps are a constant with a negative entry
+    lstm-states-consumed    an LSTM node (top-level) whose final h and c (Y_h, Y_c) both feed
+                            further nodes, or a Scan whose first two final loop states (an LSTM
+                            step's h and c) both do: what a multi-layer LSTM's Concat of the
+                            per-layer states makes
 Input features (from the feeds of one case):
     padded                  a sequence_lens feed with a length below the sequence length
     batch1-seq1             the first input's two leading dims are both 1
@@ -54,12 +58,12 @@ from onnx import numpy_helper
 from exporter.cells import ONNX_OPS
 from exporter.onnx_walk import ancestors, subgraphs
 
-__all__ = ["model_features", "feed_features", "case_features", "FEATURES"]
+__all__ = ["model_features", "feed_features", "case_features", "FEATURES", "state_pairs_consumed"]
 
 FEATURES = frozenset({
     "rnn-op", "lstm-op", "gru-op", "rnn-bidirectional", "rnn-unidirectional", "rnn-activation-relu",
     "rnn-activation-not-tanh", "rnn-layout1", "rnn-sequence-lens", "rnn-no-initial-h", "rnn-symbolic-batch", "scan", "rnn-computed-initial-state",
-    "negative-step-slice", "scan-rnn-body", "padded", "batch1-seq1", "fixed-size-mismatch", "frozen-output-size", "lstm-proj-size"})
+    "negative-step-slice", "scan-rnn-body", "lstm-states-consumed", "padded", "batch1-seq1", "fixed-size-mismatch", "frozen-output-size", "lstm-proj-size"})
 
 _RNN_SEQUENCE_LENS, _RNN_INITIAL_H = 4, 5   # input positions of the ONNX RNN op
 
@@ -166,6 +170,31 @@ def _from_blocks(graph: onnx.GraphProto, name: str) -> bool:
         a.name == "axis" and a.i == 0 for a in node.attribute)
 
 
+def state_pairs_consumed(graph: onnx.GraphProto) -> list[tuple[str, str]]:
+    """(h, c) output names of each top-level LSTM node, or each Scan with two or more loop
+    states, whose final h and c are both read by other live nodes."""
+    live = _live(graph)
+    read = {name for node in live for name in node.input}
+    pairs = []
+    for node in live:
+        if node.op_type == "LSTM":
+            h, c = _input_out(node, 1), _input_out(node, 2)
+        elif node.op_type == "Scan":
+            n_scan = next((a.i for a in node.attribute if a.name == "num_scan_inputs"), 0)
+            if len(node.input) - n_scan < 2:
+                continue
+            h, c = _input_out(node, 0), _input_out(node, 1)
+        else:
+            continue
+        if h and c and h in read and c in read:
+            pairs.append((h, c))
+    return pairs
+
+
+def _input_out(node: onnx.NodeProto, k: int) -> str:
+    return node.output[k] if len(node.output) > k else ""
+
+
 def graph_features(model: onnx.ModelProto) -> frozenset[str]:
     consts = _constants(model.graph)
     dims = _inferred_dims(model)
@@ -188,6 +217,8 @@ def graph_features(model: onnx.ModelProto) -> frozenset[str]:
         elif node.op_type == "Slice" and _input(node, 4) in consts \
                 and (consts[_input(node, 4)] < 0).any():
             feats.add("negative-step-slice")
+    if state_pairs_consumed(model.graph):
+        feats.add("lstm-states-consumed")
     return frozenset(feats)
 
 

@@ -69,6 +69,18 @@ def _layout_read_as_0(model: onnx.ModelProto) -> None:
             _set_attr(node, "layout", 0)
 
 
+def _cell_state_as_hidden(model: onnx.ModelProto) -> None:
+    """Where an LSTM's (or an LSTM Scan's) final h and c both feed further nodes, the nodes
+    reading c read h's values (onnxruntime-web's JSEP WebGPU)."""
+    from .features import state_pairs_consumed
+
+    swap = dict((c, h) for h, c in state_pairs_consumed(model.graph))
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            if name in swap:
+                node.input[k] = swap[name]
+
+
 def _as_written(model: onnx.ModelProto) -> None:
     """No runtime mistake: the exporter wrote a wrong file and the runtime computes it."""
 
@@ -90,6 +102,7 @@ MISTAKES: Mapping[str, Mistake] = MappingProxyType({m.name: m for m in (
     Mistake("activations-as-tanh", _activations_as_tanh),
     Mistake("sequence-lens-ignored", _sequence_lens_ignored),
     Mistake("layout-read-as-0", _layout_read_as_0),
+    Mistake("cell-state-as-hidden", _cell_state_as_hidden),
     Mistake("the-file-as-written", _as_written, file_must_be_right=False),
 )})
 

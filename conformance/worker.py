@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .runtimes.base import HelperCrashed
 from .streaming import Stream
 
 __all__ = ["Outcome", "Worker", "InProcess", "one_line"]
@@ -69,6 +70,8 @@ class _Host:
             self._path, self._session = None, None
             try:
                 self._session = self.runtime.load(model_path)
+            except HelperCrashed as exc:         # a crash, not a refusal
+                return Outcome("error", message=f"crash: {exc}")
             except Exception as exc:
                 return Outcome("unsupported", message=one_line(exc))
             self._path = model_path
@@ -78,6 +81,8 @@ class _Host:
                 outputs = feeds.run(lambda chunk: self.runtime.run(self._session, chunk))
             else:
                 outputs = self.runtime.run(self._session, feeds)
+        except HelperCrashed as exc:
+            return Outcome("error", message=f"crash: {exc}")
         except Exception as exc:
             return Outcome("error", message=one_line(exc))
         seconds = time.perf_counter() - start

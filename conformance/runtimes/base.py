@@ -6,7 +6,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "HelperCrashed"]
+
+
+class HelperCrashed(RuntimeError):
+    """The adapter's helper process (the Node.js harness, the C host) died: a crash, judged
+    as an error cell whether it happened while loading or running, as a worker's death is."""
 
 
 class Runtime(ABC):

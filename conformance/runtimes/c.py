@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .base import Runtime
+from .base import HelperCrashed, Runtime
 
 __all__ = ["OpenVINOC", "TractC", "OrtC", "SOURCES", "build"]
 
@@ -122,7 +122,7 @@ class _CHost(Runtime):
         line = proc.stdout.readline().decode(errors="replace").rstrip("\n")
         if not line:
             code = proc.wait(5)
-            raise RuntimeError(f"the C host exited (code {code})")
+            raise HelperCrashed(f"the C host exited (code {code})")
         status, _, rest = line.partition(" ")
         if status != "ok":
             raise RuntimeError(rest or line)

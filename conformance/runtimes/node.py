@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..tensors import write_tensors
-from .base import Runtime
+from .base import HelperCrashed, Runtime
 
 __all__ = ["OrtNode", "OrtWeb", "OrtWebChromium", "OrtWebGpuChromium", "OrtWebGpuJsepChromium",
            "HARNESS_DIR"]
@@ -85,7 +85,7 @@ class OrtNode(Runtime):
         line = proc.stdout.readline()
         if not line:
             code = proc.wait(5)
-            raise RuntimeError(f"Node.js harness exited (code {code})")
+            raise HelperCrashed(f"Node.js harness exited (code {code})")
         reply = json.loads(line)
         if not reply.get("ok"):
             error = _Unavailable if reply.get("unavailable") else RuntimeError
