@@ -76,8 +76,12 @@ def prepare_smoke_cases(workdir, *case_ids: str) -> list:
     return prepare_matrix(cases, workdir)
 
 
-# the CPU runtimes every verdict path is proven on (CI installs all of them)
-CPU_RUNTIMES = ["ort-cpu", "onnx-reference", "openvino", "tract", "ort-node", "ort-web"]
+# the runtimes every verdict path is proven on, none needing a GPU (CI installs all of them):
+# the six CPU runtimes, the C host's two, and onnxruntime-web in a real headless Chromium
+# (WebAssembly, and WebGPU on SwiftShader's software adapter)
+CPU_RUNTIMES = ["ort-cpu", "onnx-reference", "openvino", "tract", "ort-node", "ort-web",
+                "openvino-c", "tract-c", "ort-web-chromium", "ort-webgpu-chromium",
+                "ort-webgpu-jsep-chromium"]
 
 
 def installed_runtimes() -> list[str]:

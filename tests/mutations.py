@@ -30,7 +30,8 @@ def _set_init(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
 
 
 def _rnn(model: onnx.ModelProto) -> onnx.NodeProto:
-    return next(n for n in model.graph.node if n.op_type == "RNN")
+    """The (first) recurrent node: RNN, or GRU for the gru base."""
+    return next(n for n in model.graph.node if n.op_type in ("RNN", "GRU", "LSTM"))
 
 
 def _attr(node: onnx.NodeProto, name: str, value) -> None:
@@ -73,6 +74,11 @@ def bias_dropped(m: onnx.ModelProto) -> None:
 def activation_changed(m: onnx.ModelProto) -> None:
     """Tanh written where torch computes Relu (used on the relu base model)."""
     _attr(_rnn(m), "activations", ["Tanh", "Tanh"])
+
+
+def gru_activation_changed(m: onnx.ModelProto) -> None:
+    """The GRU's candidate activation written as Relu where torch computes Tanh."""
+    _attr(_rnn(m), "activations", ["Sigmoid", "Relu", "Sigmoid", "Relu"])
 
 
 def r_transposed(m: onnx.ModelProto) -> None:
@@ -124,7 +130,9 @@ def extra_output(m: onnx.ModelProto) -> None:
                                                         [2, "batch", 20]))
 
 
-# name → (mutation, base model: "tanh" or "relu")
+# name → (mutation, base model: "tanh" or "relu" (bidirectional nn.RNN), "gru" (bidirectional
+# nn.GRU: the same surgery on a GRU node, for runtimes that run GRU but refuse RNN nodes, such
+# as onnxruntime-web's WebGPU provider))
 MUTATIONS: dict[str, tuple[Callable[[onnx.ModelProto], None], str]] = {
     "r_scaled": (r_scaled, "tanh"),
     "directions_swapped": (directions_swapped, "tanh"),
@@ -137,6 +145,12 @@ MUTATIONS: dict[str, tuple[Callable[[onnx.ModelProto], None], str]] = {
     "float64_outputs": (float64_outputs, "tanh"),
     "nan_weight": (nan_weight, "tanh"),
     "extra_output": (extra_output, "tanh"),
+    "gru_r_scaled": (r_scaled, "gru"),
+    "gru_directions_swapped": (directions_swapped, "gru"),
+    "gru_bias_dropped": (bias_dropped, "gru"),
+    "gru_activation_changed": (gru_activation_changed, "gru"),
+    "gru_h0_ignored": (h0_ignored, "gru"),
+    "gru_reverse_hn_wrong": (reverse_hn_wrong, "gru"),
 }
 
 

@@ -153,3 +153,22 @@ def test_node_harness_tests_and_missing_packages(tmp_path):
     assert r.returncode == 2 and "npm ci" in r.stderr
     assert "ERR_MODULE_NOT_FOUND" not in r.stderr.split("(")[0]
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_readme_deployment_code_is_the_code_ci_runs():
+    """Each README block marked `<!-- code: FILE -->` is lines of FILE, in FILE's order."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"<!-- code: (\S+) -->\n```\w*\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 3
+    for path, code in blocks:
+        source = (ROOT / path).read_text().splitlines()
+        at = 0
+        for line in code.splitlines():
+            if not line.strip():
+                continue
+            found = next((k for k in range(at, len(source)) if source[k].strip() == line.strip()),
+                         None)
+            assert found is not None, f"README's block from {path}: {line.strip()!r} not there (in order)"
+            at = found + 1
