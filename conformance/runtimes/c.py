@@ -238,4 +238,17 @@ class OrtC(_CHost):
             return ("onnxruntime's wheel ships no C header: set ORT_C_INCLUDE to a folder "
                     "holding onnxruntime_c_api.h of the installed release (from its "
                     "GitHub release archive, include/)")
-        return [f"-I{include}", f"-L{lib.parent}", f"-l:{lib.name}", f"-Wl,-rpath,{lib.parent}"]
+        # the library's soname (libonnxruntime.so.1) is not in the wheel, only the versioned
+        # file: a link of that name in the cache is what the loader finds
+        from ..versions import cache_root
+
+        tag = hashlib.sha256(str(lib.resolve()).encode()).hexdigest()[:12]
+        links = cache_root() / "c-host" / f"onnxruntime-lib-{tag}"
+        links.mkdir(parents=True, exist_ok=True)
+        soname = links / "libonnxruntime.so.1"
+        if not soname.exists():
+            tmp = links / f".{os.getpid()}.tmp"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(lib)
+            os.replace(tmp, soname)
+        return [f"-I{include}", f"-L{links}", "-l:libonnxruntime.so.1", f"-Wl,-rpath,{links}"]
