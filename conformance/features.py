@@ -30,9 +30,10 @@ node" is an ONNX RNN, LSTM or GRU node:
                             unmasked nn.RNN step (no gates, no sequence_lens masking)
     negative-step-slice     a Slice whose steps are a constant with a negative entry
     lstm-states-consumed    an LSTM node (top-level) whose final h and c (Y_h, Y_c) both feed
-                            further nodes, or a Scan whose first two final loop states (an LSTM
-                            step's h and c) both do: what a multi-layer LSTM's Concat of the
-                            per-layer states makes
+                            further nodes, or a Scan stepping an LSTM (a loop state computed as
+                            Mul(…, Tanh(the next loop state)): h = o ⊙ tanh(c)) whose final h
+                            and c both do: what a multi-layer LSTM's Concat of the per-layer
+                            states makes
 Input features (from the feeds of one case):
     padded                  a sequence_lens feed with a length below the sequence length
     batch1-seq1             the first input's two leading dims are both 1
@@ -180,14 +181,38 @@ def state_pairs_consumed(graph: onnx.GraphProto) -> list[tuple[str, str]]:
         if node.op_type == "LSTM":
             h, c = _input_out(node, 1), _input_out(node, 2)
         elif node.op_type == "Scan":
-            n_scan = next((a.i for a in node.attribute if a.name == "num_scan_inputs"), 0)
-            if len(node.input) - n_scan < 2:
-                continue
-            h, c = _input_out(node, 0), _input_out(node, 1)
+            pairs += [(h, c) for h, c in _scan_lstm_states(node) if h in read and c in read]
+            continue
         else:
             continue
         if h and c and h in read and c in read:
             pairs.append((h, c))
+    return pairs
+
+
+def _scan_lstm_states(node: onnx.NodeProto) -> list[tuple[str, str]]:
+    """(h, c) final-state outputs of a Scan whose body steps an LSTM: loop state k's new value
+    is Mul(…, Tanh(loop state k+1's new value)), i.e. h = o ⊙ tanh(c)."""
+    body = next(a.g for a in node.attribute if a.name == "body")
+    n_scan = next((a.i for a in node.attribute if a.name == "num_scan_inputs"), 0)
+    n_states = len(node.input) - n_scan
+    producer = {o: n for n in body.node for o in n.output if o}
+
+    def source(name: str) -> str:             # through Identity nodes
+        while name in producer and producer[name].op_type == "Identity":
+            name = producer[name].input[0]
+        return name
+
+    pairs = []
+    for k in range(n_states - 1):
+        h_new = producer.get(source(body.output[k].name))
+        c_new = source(body.output[k + 1].name)
+        if h_new is None or h_new.op_type != "Mul":
+            continue
+        tanhs = [producer.get(source(i)) for i in h_new.input]
+        if any(t is not None and t.op_type == "Tanh" and source(t.input[0]) == c_new
+               for t in tanhs):
+            pairs.append((_input_out(node, k), _input_out(node, k + 1)))
     return pairs
 
 

@@ -131,7 +131,16 @@ async function run(model, dataset) {
   return { outputs, seconds };
 }
 
+async function shutdown(code) {
+  // the runner closed our stdin (it is done, or its worker was killed after a timeout): leave
+  // now, even while a request hangs, so no browser or session outlives the worker
+  setTimeout(() => process.exit(code), 5000).unref();
+  if (enginePromise) await (await enginePromise.catch(() => ({ close() {} }))).close().catch(() => {});
+  process.exit(code);
+}
+
 async function serve() {
+  process.stdin.on('end', () => shutdown(0));
   const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
   for await (const line of rl) {
     if (!line.trim()) continue;

@@ -77,8 +77,9 @@ def load_runtime(name: str) -> Runtime:
     return runtime
 
 
-# settings of another runtime (ort-cuda, openvino), never picked by "installed"
-_SETTINGS = ("ort-cuda-tf32", "openvino-static")
+# settings of another runtime (ort-cuda, openvino, ort-webgpu-chromium), never picked by
+# "installed": ort-webgpu-jsep-chromium is the default bundle's WebGPU, kept to show its bugs
+_SETTINGS = ("ort-cuda-tf32", "openvino-static", "ort-webgpu-jsep-chromium")
 
 
 def installed() -> list[str]:
