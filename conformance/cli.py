@@ -22,7 +22,8 @@ __all__ = ["main"]
 # installed and usable here; name the others with --runtimes or --require.
 DEFAULT_RUNTIMES = "installed"
 # The CPU runtimes; a GPU machine's report adds the ort-cuda column (support --reports a b).
-SUPPORT_RUNTIMES = "ort-cpu,openvino,tract,ort-node,ort-web,onnx-reference"
+SUPPORT_RUNTIMES = ("ort-cpu,openvino,tract,ort-node,ort-web,onnx-reference,openvino-c,tract-c,"
+                    "ort-web-chromium,ort-webgpu-chromium")
 
 
 def _shard_arg(text: str) -> tuple[int, int]:

@@ -162,6 +162,41 @@ def _table_lines(runtimes: list[str], table: dict, versions: dict) -> list[str]:
     return lines
 
 
+# runtimes that refuse to fall back to the CPU: a pass means the graph ran on the device
+_DEVICE_RUNTIMES = ("ort-webgpu-chromium",)
+
+
+def _construction(labels: Labels) -> str:
+    if labels.get("lowering") == "scan":
+        return "Scan (scan lowering)"
+    return {"rnn": "RNN node", "lstm": "LSTM node", "gru": "GRU node"}[labels.get("cell", "rnn")]
+
+
+def _placement_lines(cells: list[dict]) -> list[str]:
+    """| construction | runtime … | rows: how many files ran on the device, how many were
+    refused (cells of plain recurrent models; whole models left out)."""
+    runtimes = [rt for rt in dict.fromkeys(c["runtime"] for c in cells) if rt in _DEVICE_RUNTIMES]
+    if not runtimes:
+        return []
+    rows: dict[str, dict[str, str]] = {}
+    for construction in ("RNN node", "LSTM node", "GRU node", "Scan (scan lowering)"):
+        row = {}
+        for rt in runtimes:
+            files: dict[str, set[str]] = {}
+            for c in cells:
+                labels = c.get("labels") or {}
+                if c["runtime"] == rt and not labels.get("composite") \
+                        and _construction(labels) == construction:
+                    files.setdefault(c["model"], set()).add(c["observed"])
+            ran = sum(1 for obs in files.values() if "pass" in obs)
+            refused = sum(1 for obs in files.values() if obs == {"unsupported"})
+            row[rt] = (f"{'✅' if ran and not refused else '⛔' if refused and not ran else '◐'} "
+                       f"{ran} ran, {refused} refused (of {len(files)} files)") if files else "–"
+        rows[construction] = row
+    return ["| construction | " + " | ".join(runtimes) + " |", "|---|" + "---|" * len(runtimes),
+            *(f"| {k} | " + " | ".join(v[rt] for rt in runtimes) + " |" for k, v in rows.items())]
+
+
 def support_markdown(cells: list[dict], reports: list[dict], command: str) -> str:
     targeted = [_as_asked(c) for c in cells if _target(c) == "any"]
     cells = [c for c in cells if _target(c) == "none"]
@@ -200,6 +235,12 @@ def support_markdown(cells: list[dict], reports: list[dict], command: str) -> st
                   "Rows are the features the user exported; the layout=1 rows are left out (an "
                   "explicit deployment choice the target does not override).", "",
                   *_table_lines(t_runtimes, t_table, versions)]
+    coverage = _placement_lines(cells)
+    if coverage:
+        lines += ["", "## Which recurrent nodes run on WebGPU", "",
+                  "Per construction in the exported files, on the runtimes that refuse a CPU "
+                  "fallback: files that ran (and passed) on the device, and files whose session "
+                  "was refused because a node has no kernel there.", "", *coverage]
     divergences = {c["divergence"]["id"]: c["divergence"]
                    for c in (*cells, *targeted) if c.get("divergence")}
     if divergences:

@@ -296,3 +296,33 @@ def test_outer_scope_reads_two_levels_down():
                           [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
     from conformance.features import _live
     assert [n.output[0] for n in _live(g)] == ["out", "deep"]
+
+
+@pytest.mark.parametrize("cell,layers,lowering,expected", [
+    ("lstm", 2, "rnn", True),      # c_n = Concat(Y_c of each layer): both states consumed
+    ("lstm", 2, "scan", True),     # the Scan's final h and c, concatenated
+    ("lstm", 1, "rnn", False),     # Y_h, Y_c are the graph outputs themselves
+    ("gru", 2, "rnn", False),
+    ("gru", 2, "scan", False),     # one state per direction, no c
+    ("rnn", 2, "scan", False),
+])
+def test_lstm_states_consumed(cell, layers, lowering, expected):
+    from exporter import RNNSpec, export
+
+    spec = RNNSpec(4, 3, cell=cell, num_layers=layers, bidirectional=True)
+    model = export(spec.build_module(seed=0), target="none", lowering=lowering)
+    assert ("lstm-states-consumed" in graph_features(model)) == expected
+
+
+def test_mistake_cell_state_as_hidden_rewires_only_the_readers_of_c():
+    from exporter import RNNSpec, export
+
+    model = export(RNNSpec(4, 3, cell="lstm", num_layers=2).build_module(seed=0), target="none")
+    wrong = onnx.ModelProto()
+    wrong.CopyFrom(model)
+    MISTAKES["cell-state-as-hidden"].rewrite(wrong)
+    concat = {n.output[0]: list(n.input) for n in wrong.graph.node if n.op_type == "Concat"}
+    assert concat["c_n"] == concat["h_n"] == ["Y_h_l0", "Y_h_l1"]
+    # nothing else moved: the LSTM nodes still write Y_c, the next layer reads its own state
+    assert [list(n.output) for n in wrong.graph.node if n.op_type == "LSTM"] == [
+        list(n.output) for n in model.graph.node if n.op_type == "LSTM"]
