@@ -209,7 +209,7 @@ _CASES = [
      "x.toml entry 1: computes applies to wrong-result entries only"),
     (lambda t: t.replace('kind = ["refusal", "crash"]', 'kind = "wrong-result"'),
      "x.toml entry 1: a wrong-result entry says what the runtime computes instead: computes = "
-     "one of activations-as-tanh, sequence-lens-ignored, layout-read-as-0, the-file-as-written, "
+     "one of activations-as-tanh, sequence-lens-ignored, layout-read-as-0, cell-state-as-hidden, the-file-as-written, "
      "unknown"),
     (lambda t: t + "\n" + t, "x.toml: duplicate divergence ids"),
     (lambda t: t + "= broken", "cannot read known divergences"),

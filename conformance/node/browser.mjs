@@ -113,6 +113,21 @@ function serve(models) {
 const b64 = (data) => Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
 const ARRAYS = { float32: Float32Array, float64: Float64Array, int32: Int32Array, int64: BigInt64Array };
 
+const RECURRENT = new Set(['RNN', 'LSTM', 'GRU', 'Scan']);
+
+function placement(lines) {
+  // onnxruntime's info log of a session created with the CPU fallback allowed: the nodes its
+  // device provider has no kernel for, and how many nodes went to the CPU in all
+  const cpu = new Map(); let count = null;
+  for (const l of lines) {
+    const m = l.match(/kernel not found in registries for Op type: (\S+) node name: (.*)$/);
+    if (m) cpu.set(m[2].trim(), m[1]);
+    const n = l.match(/Node\(s\) placed on \[CPUExecutionProvider\]\. Number of nodes: (\d+)/);
+    if (n) count = Number(n[1]);
+  }
+  return { cpuNodes: [...cpu].map(([name, op]) => ({ name, op })), cpuCount: count };
+}
+
 export async function openBrowser({ bundle, webgpu, sessionOptions }) {
   let chromium;
   try { ({ chromium } = await import('playwright-core')); } catch {
@@ -124,12 +139,13 @@ export async function openBrowser({ bundle, webgpu, sessionOptions }) {
   const browser = await chromium.launch({ executablePath: exe, headless: true,
     args: webgpu ? [...FLAGS, ...WEBGPU_FLAGS] : FLAGS });
   const base = `http://127.0.0.1:${server.address().port}`;
-  let page = null; let crashed = null;
+  let page = null; let crashed = null; let logs = null;
   async function openPage() {
     page = await browser.newPage();
     crashed = null;
     page.on('crash', () => { crashed = 'the page crashed'; });
     page.on('pageerror', (e) => { crashed ||= `page error: ${String(e.message || e).split('\n')[0]}`; });
+    page.on('console', (m) => { if (logs) logs.push(m.text()); });
     await page.goto(`${base}/?bundle=${encodeURIComponent(bundle)}`);
     await page.waitForFunction(() => window.harnessReady === true || undefined, null, { timeout: 60000 });
   }
@@ -160,7 +176,19 @@ export async function openBrowser({ bundle, webgpu, sessionOptions }) {
       models.clear();
       const key = (path) => { const k = String(++token); models.set(k, path); return `${base}/file/${k}`; };
       const ext = external.map((path) => ({ path, url: key(join(dirname(model), path)) }));
-      const names = await call(([url, e, o]) => window.harness.load(url, e, o), [key(model), ext, sessionOptions]);
+      logs = [];
+      let names;
+      try {
+        names = await call(([url, e, o]) => window.harness.load(url, e, o), [key(model), ext, sessionOptions]);
+      } finally {
+        names = { ...names, placement: names && names.refusal ? placement(logs) : null };
+        logs = null;
+      }
+      const recurrent = names.placement ? names.placement.cpuNodes.filter((n) => RECURRENT.has(n.op)) : [];
+      if (recurrent.length) {    // a recurrent node off the device: the run would prove nothing
+        await call(() => window.harness.drop());
+        throw new Error(`${names.refusal} (no WebGPU kernel for: ${recurrent.map((n) => `${n.op} ${n.name}`).join(', ')})`);
+      }
       return {
         ...names,
         async run(tensors) {

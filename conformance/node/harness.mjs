@@ -148,7 +148,10 @@ async function serve() {
     try {
       const msg = JSON.parse(line);
       if (msg.cmd === 'hello') reply = await hello();
-      else if (msg.cmd === 'load') { await session(msg.model, Array.isArray(msg.external) ? msg.external : []); reply = { ok: true }; }
+      else if (msg.cmd === 'load') {
+        const sess = await session(msg.model, Array.isArray(msg.external) ? msg.external : []);
+        reply = { ok: true, placement: sess.placement || null };
+      }
       else if (msg.cmd === 'run') reply = { ok: true, ...(await run(msg.model, msg.dataset)) };
       else reply = { ok: false, error: `unknown command ${msg.cmd}` };
     } catch (e) {

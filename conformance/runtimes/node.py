@@ -47,6 +47,7 @@ class OrtNode(Runtime):
         self._version: str | None = None
         self._provider: str | None = None
         self._broken: str | None = None
+        self._placement: dict | None = None     # a device runtime's CPU nodes, if any
         self._tmp = tempfile.TemporaryDirectory(prefix=f"{self.name}-")
 
     def available(self) -> str | None:
@@ -104,8 +105,9 @@ class OrtNode(Runtime):
             return model_path          # run() reports it: an error cell, not "unsupported"
         # onnxruntime-web cannot open files: the harness hands it each external-data file
         # (checked to lie inside the model's folder) as bytes
-        self._ask({"cmd": "load", "model": model_path,
-                   "external": external_data_files(model_path)})
+        reply = self._ask({"cmd": "load", "model": model_path,
+                           "external": external_data_files(model_path)})
+        self._placement = reply.get("placement")
         return model_path
 
     def run(self, session: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -173,6 +175,34 @@ class OrtWebGpuChromium(OrtWebChromium):
 
     name = "ort-webgpu-chromium"
     backend = "chromium-webgpu"
+
+    def placement(self, session: Any) -> dict[str, dict[str, int]] | None:
+        """The nodes onnxruntime left to the CPU (from its log, when the strict session was
+        refused and the page loaded the model again with the fallback allowed)."""
+        if not self._placement:
+            return None
+        found: dict[str, dict[str, int]] = {}
+        for node in self._placement["cpuNodes"]:
+            slot = found.setdefault(node["op"], {})
+            slot["CPUExecutionProvider"] = slot.get("CPUExecutionProvider", 0) + 1
+        return found
+
+    def placement_problem(self, session: Any) -> str | None:
+        """As for ort-cuda: small shape computations may stay on the CPU (onnxruntime-web's
+        WebGPU provider has no int64 Concat, say); a recurrent node may not, and neither may a
+        CPU node the log does not name."""
+        if not self._placement:
+            return None
+        nodes = self._placement["cpuNodes"]
+        recurrent = sorted({n["op"] for n in nodes} & {"RNN", "LSTM", "GRU", "Scan"})
+        if recurrent:
+            return (f"ran partly on the CPU: {', '.join(recurrent)} on CPUExecutionProvider "
+                    "(WebGPU has no kernel for it)")
+        count = self._placement.get("cpuCount")
+        if count is None or count > len(nodes):
+            return (f"ran partly on the CPU: {count if count is not None else 'some'} nodes on "
+                    f"CPUExecutionProvider, {len(nodes)} of them named by onnxruntime's log")
+        return None
 
 
 class OrtWebGpuJsepChromium(OrtWebChromium):
