@@ -20,11 +20,13 @@ from packaging.version import InvalidVersion, Version
 from exporter.errors import ExportError
 
 __all__ = ["VERSIONED", "pinned", "base_of", "split_name", "cache_root", "site_for",
-           "ensure_installed", "version_problem", "EXPORTER_PACKAGES", "split_exporter",
+           "ensure_installed", "version_problem", "NPM_PACKAGES", "EXPORTER_PACKAGES", "split_exporter",
            "exporter_site", "ensure_exporter"]
 
-# runtime → the pip package its adapter imports (the adapters that can take @VERSION)
-VERSIONED = {"ort-cpu": "onnxruntime"}
+# runtime → the package its adapter imports (the adapters that can take @VERSION): from PyPI,
+# or from npm for the Node.js harness (NPM_PACKAGES)
+VERSIONED = {"ort-cpu": "onnxruntime", "ort-node": "onnxruntime-node"}
+NPM_PACKAGES = frozenset({"onnxruntime-node"})
 
 
 def pinned(name: str) -> bool:
@@ -68,7 +70,15 @@ def site_for(name: str) -> Path | None:
 
 
 def _installed_here(site: Path, package: str, version: str) -> bool:
-    """Whether `site` holds `package` at `version` (its .dist-info folder says so)."""
+    """Whether `site` holds `package` at `version` (its .dist-info folder, or for an npm
+    package its node_modules/<package>/package.json, says so)."""
+    if package in NPM_PACKAGES:
+        import json
+        try:
+            meta = json.loads((site / "node_modules" / package / "package.json").read_text())
+            return Version(meta["version"]) == Version(version)
+        except (OSError, ValueError, KeyError, InvalidVersion):
+            return False
     for info in site.glob(f"{package}-*.dist-info"):
         try:
             if Version(info.name[len(package) + 1:-len(".dist-info")]) == Version(version):
@@ -110,7 +120,39 @@ def ensure_installed(name: str, log=print) -> None:
                               f"{VERSIONED[base]} {version} .dist-info in it): remove it to "
                               "reinstall")
         return
-    _install(VERSIONED[base], version, site, log)
+    if VERSIONED[base] in NPM_PACKAGES:
+        _install_npm(VERSIONED[base], version, site, log)
+    else:
+        _install(VERSIONED[base], version, site, log)
+
+
+def _install_npm(package: str, version: str, site: Path, log=print) -> None:
+    """npm-install `package@version` into `site/node_modules` atomically, for the Node.js
+    harness (onnxruntime-node's CPU build ships in the package; its CUDA download skipped)."""
+    import shutil
+
+    spec = f"{package}@{version}"
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ExportError(f"cannot install {spec}: npm not found on PATH (Node.js >= 18)")
+    site.parent.mkdir(parents=True, exist_ok=True)
+    tmp = site.with_name(f".{site.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    (tmp / "package.json").write_text('{"private": true}\n')
+    log(f"installing {spec} into {site} (once)")
+    r = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--no-save", spec],
+                       cwd=tmp, capture_output=True, text=True,
+                       env={**os.environ, "ONNXRUNTIME_NODE_INSTALL_CUDA": "skip"})
+    if r.returncode != 0 or not _installed_here(tmp, package, version):
+        shutil.rmtree(tmp, ignore_errors=True)
+        lines = [ln for ln in (r.stderr or r.stdout).splitlines()
+                 if ln.strip() and "npm warn" not in ln.lower()]
+        raise ExportError(f"cannot install {spec}: {lines[-1] if lines else 'npm failed'}")
+    try:
+        os.replace(tmp, site)
+    except OSError:          # another run installed it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _install(package: str, version: str, site: Path, log=print,

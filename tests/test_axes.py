@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
 from conformance.cli import main as conformance_main
 from conformance.divergences import load_divergences
 from conformance.matrix import load_matrix, select
-from conformance.runner import execute, prepare_matrix
+from conformance.runner import Prepared, execute, prepare_matrix
 from conformance.runtimes import load_runtime, runtime_names
 from conformance.versions import site_for, split_name
 from exporter.errors import ExportError
@@ -64,7 +67,7 @@ def test_exporters_flag_is_validated(capsys):
 def test_runtime_versions_are_names_with_a_version():
     assert split_name("ort-cpu@1.22.1") == ("ort-cpu", "1.22.1")
     assert runtime_names("ort-cpu@1.22.1,ort-cpu") == ["ort-cpu@1.22.1", "ort-cpu"]
-    for bad in ("ort-node@1.0", "ort-cpu@banana", "nope@1.0"):
+    for bad in ("ort-web@1.0", "ort-cpu@banana", "nope@1.0", "ort-node@x"):
         with pytest.raises(ExportError):
             runtime_names(bad)
     assert site_for("ort-cpu@1.22.1").name == "onnxruntime-1.22.1"
@@ -80,6 +83,32 @@ def test_a_pinned_onnxruntime_is_installed_once_and_recorded(tmp_path, monkeypat
     assert result.runtimes["ort-cpu"]["version"] != "1.22.1"
     assert {c["status"] for c in result.cells} == {"pass"}
     assert (tmp_path / "cache" / "runtimes" / "onnxruntime-1.22.1" / "onnxruntime").is_dir()
+
+
+def test_a_pinned_onnxruntime_node_is_installed_once_and_judges_like_the_installed_one(
+        tmp_path, monkeypatch):
+    """Installs onnxruntime-node 1.24.3 from npm into a cache of its own: the Node harness
+    imports that release (recorded per cell), a right file passes and a wrong one fails."""
+    if load_runtime("ort-node").available() is not None:
+        pytest.skip("onnxruntime-node (the Node.js harness) not installed")
+    monkeypatch.setenv("TORCH_RNN_ONNX_CACHE", str(tmp_path / "cache"))
+    cases = select(load_matrix("smoke"), "i10h20-l2-lstm-bi-sf-h0in--b3s7")
+    prepared = prepare_matrix(cases, tmp_path / "work")
+    result = execute(prepared, ["ort-node@1.24.3", "ort-node"])
+    assert result.runtimes["ort-node@1.24.3"]["version"] == "1.24.3"
+    assert result.runtimes["ort-node"]["version"] != "1.24.3"
+    assert {c["status"] for c in result.cells} == {"pass"}
+    site = tmp_path / "cache" / "runtimes" / "onnxruntime-node-1.24.3"
+    assert (site / "node_modules" / "onnxruntime-node" / "package.json").is_file()
+    wrong = tmp_path / "wrong.onnx"
+    model = onnx.load(prepared[0].model_path)
+    r = next(t for t in model.graph.initializer if t.name == "R_l0")
+    r.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(r) * np.float32(1.001), "R_l0"))
+    onnx.save(model, wrong)
+    p = prepared[0]
+    cells = execute([Prepared(p.case_id, "wrong", str(wrong), p.feeds, p.f32, p.f64, p.labels)],
+                    ["ort-node@1.24.3"]).cells
+    assert [c["status"] for c in cells] == ["fail"], cells[0]["message"]
 
 
 def test_openvino_static_shapes_honour_sequence_lens(tmp_path):

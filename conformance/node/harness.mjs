@@ -21,7 +21,9 @@
 //   B: node (default) | web | chromium-wasm | chromium-webgpu | chromium-jsep
 import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { decodeTensor } from './tensor.mjs';
 
@@ -54,7 +56,15 @@ const BACKEND = BACKENDS[backendName];
 async function inProcess(pkg) {
   let ort;
   try {
-    ort = await import(pkg);
+    // ort-node@VERSION: that release's folder in the runner's cache (CONFORMANCE_ORT_NODE_DIR)
+    const pinned = pkg === 'onnxruntime-node' ? process.env.CONFORMANCE_ORT_NODE_DIR : null;
+    if (pinned) {
+      const found = createRequire(join(pinned, 'package.json')).resolve(pkg);
+      const mod = await import(pathToFileURL(found).href);
+      ort = mod.InferenceSession ? mod : mod.default;
+    } else {
+      ort = await import(pkg);
+    }
   } catch (e) {
     throw new Unavailable(`${pkg} is not installed here: run \`cd conformance/node && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci\` (${String(e.message || e).split('\n')[0]})`);
   }

@@ -54,9 +54,14 @@ class OrtNode(Runtime):
         node = shutil.which("node")
         if node is None:
             return f"Node.js not found on PATH: install Node.js >= 18, then {_INSTALL}"
+        from ..versions import site_for
+
+        pinned_site = site_for(self.name)
         for package in (self.package, *self.needs):
-            if not (HARNESS_DIR / "node_modules" / package).is_dir():
-                return f"{package} is not installed: {_INSTALL}"
+            modules = (pinned_site if pinned_site and package == self.package
+                       else HARNESS_DIR) / "node_modules"
+            if not (modules / package).is_dir():
+                return f"{package} is not installed in {modules.parent}: {_INSTALL}"
         try:
             hello = self._ask({"cmd": "hello"})
         except _Unavailable as exc:
@@ -69,7 +74,12 @@ class OrtNode(Runtime):
         return None
 
     def _env(self) -> dict[str, str]:
-        return dict(os.environ)
+        from ..versions import site_for
+
+        # ort-node@VERSION: the harness imports onnxruntime-node from that release's cache
+        # folder (conformance/versions.py), never the one in conformance/node
+        site = site_for(self.name)
+        return {**os.environ, **({"CONFORMANCE_ORT_NODE_DIR": str(site)} if site else {})}
 
     def _start(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
