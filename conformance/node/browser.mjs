@@ -10,6 +10,7 @@ import { createServer } from 'node:http';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { delimiter, dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { homedir } from 'node:os';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ORT_DIST = join(here, 'node_modules', 'onnxruntime-web', 'dist');
@@ -52,8 +53,12 @@ async function withLock(dir, fn) {
 async function packagedChromium() {
   let pkg;
   try { pkg = (await import('@sparticuz/chromium')).default; } catch { return null; }
-  const dir = process.env.CONFORMANCE_BROWSER_DIR;
-  if (!dir) throw new Error('CONFORMANCE_BROWSER_DIR is not set (the runner sets it)');
+  // where it is unpacked: the runner's cache (conformance/versions.py: cache_root()), one
+  // folder per release of the package
+  const release = JSON.parse(readFileSync(join(here, 'node_modules', '@sparticuz', 'chromium', 'package.json'))).version;
+  const cache = process.env.TORCH_RNN_ONNX_CACHE
+    || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'torch-rnn-onnx');
+  const dir = process.env.CONFORMANCE_BROWSER_DIR || join(cache, 'browser', `chromium-${release}`);
   const ready = () => ['chromium', 'vk_swiftshader_icd.json', 'libvk_swiftshader.so']
     .every((f) => existsSync(join(dir, f)) && statSync(join(dir, f)).size > 0);
   mkdirSync(dirname(dir), { recursive: true });

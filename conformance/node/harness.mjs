@@ -112,6 +112,18 @@ function engine() {
   return enginePromise;
 }
 
+// What the backend needs is checked before anything else: one line and exit 2 when missing
+// (the in-process runtimes are loaded now; a browser is launched on first use)
+try {
+  if (backendName === 'node' || backendName === 'web') await engine();
+  else await import('playwright-core').catch(() => {
+    throw new Unavailable(`playwright-core is not installed here: run \`cd conformance/node && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci\``);
+  });
+} catch (e) {
+  console.error(`harness: ${String(e && e.message ? e.message : e).split('\n')[0]}`);
+  process.exit(2);
+}
+
 const sessions = new Map();
 async function session(model, external = []) {
   if (!sessions.has(model)) {
