@@ -80,8 +80,7 @@ def prepare_smoke_cases(workdir, *case_ids: str) -> list:
 # the six CPU runtimes, the C host's two, and onnxruntime-web in a real headless Chromium
 # (WebAssembly, and WebGPU on SwiftShader's software adapter)
 CPU_RUNTIMES = ["ort-cpu", "onnx-reference", "openvino", "tract", "ort-node", "ort-web",
-                "openvino-c", "tract-c", "ort-web-chromium", "ort-webgpu-chromium",
-                "ort-webgpu-jsep-chromium"]
+                "openvino-c", "tract-c", "ort-web-chromium", "ort-webgpu-chromium"]
 
 
 def installed_runtimes() -> list[str]:

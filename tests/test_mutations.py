@@ -20,6 +20,7 @@ from conformance.cli import main as conformance_main
 from conformance.divergences import load_divergences
 from conformance.features import model_features
 from conformance.runner import Prepared, execute
+from conformance.runtimes import load_runtime
 from conformance.runtimes.node import HARNESS_DIR
 from conformance.truth import make_feeds, torch_truth
 from conformance.vectors import write_vectors
@@ -134,7 +135,7 @@ def test_replay_paths(name, world, installed, tmp_path):
     assert rc == 1
     _assert_all_fail(_cells(tmp_path / "rep"), installed, f"replay {name}")
     for backend, rt in HARNESS_BACKENDS.items():
-        if rt not in installed:
+        if rt not in installed or backend.startswith("chromium"):   # below, all in one replay
             continue
         r = subprocess.run(["node", str(HARNESS_DIR / "harness.mjs"), "replay", str(vectors),
                             "--backend", backend], capture_output=True, text=True, timeout=300)
@@ -146,6 +147,33 @@ def test_replay_paths(name, world, installed, tmp_path):
         owed = ("fail",) if world[name][2] == "gru" else ("fail", "unsupported")
         assert all(line["status"] in owed and not line["ok"] for line in lines), (backend, lines)
         assert r.stdout.strip().endswith(f"0 passed, {len(INPUTS)} failed")
+
+
+def test_browser_replays_fail_every_mutation(world, installed, tmp_path):
+    """The Node harness's replay in a real Chromium, one browser per backend for all the
+    wrong models (the opt-in JSEP variant too): every file fails, or is refused
+    (unsupported) where the backend cannot run its base; the GRU base runs everywhere, so
+    there it must fail."""
+    flat = tmp_path / "flat"
+    for name in NAMES:
+        write_vectors(world[name][3], tmp_path / name)
+        (tmp_path / name / ADVERSARIAL_NAME).rename(flat / name if flat.is_dir()
+                                                    else (flat.mkdir() or flat / name))
+    backends = [b for b, rt in HARNESS_BACKENDS.items() if b.startswith("chromium")
+                and (rt in installed or load_runtime(rt).available() is None)]
+    if not backends:
+        pytest.skip("no browser runtime installed")
+    for backend in backends:
+        r = subprocess.run(["node", str(HARNESS_DIR / "harness.mjs"), "replay", str(flat),
+                            "--backend", backend], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 1, (backend, r.stdout[-2000:], r.stderr)
+        lines = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+        assert len(lines) == len(NAMES) * len(INPUTS), (backend, r.stdout[-2000:])
+        for line in lines:
+            name = next(n for n in NAMES if f"--{n}--" in line["case"])
+            owed = ("fail",) if world[name][2] == "gru" else ("fail", "unsupported")
+            assert line["status"] in owed and not line["ok"], (backend, line)
+        assert r.stdout.strip().endswith(f"0 passed, {len(lines)} failed")
 
 
 def test_a_name_cannot_change_a_verdict(world, installed, tmp_path):
