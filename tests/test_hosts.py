@@ -8,6 +8,7 @@ skipped with the install command.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -184,3 +185,20 @@ def test_a_crash_in_the_c_host_is_an_error_cell_at_load_too(tmp_path):
     outcome = host.run(str(path), feeds)
     host.runtime.close()
     assert outcome.kind == "error" and outcome.message.startswith("crash: the C host exited"), outcome
+
+
+def test_default_matrix_on_the_deployment_hosts(tmp_path):
+    """The issue's bar, in CI: the whole default matrix on the two Chromium runtimes and the
+    two C-host runtimes, every cell pass or xfail under a reviewed entry."""
+    from conformance.cli import main
+
+    hosts = ["ort-web-chromium", "ort-webgpu-chromium", "openvino-c", "tract-c"]
+    for host in hosts:
+        need(host)
+    rc = main(["run", "--matrix", "default", "--runtimes", ",".join(hosts), "--timeout", "120",
+               "--report-dir", str(tmp_path), "--no-heatmap"])
+    cells = json.loads((tmp_path / "report.json").read_text())["cells"]
+    bad = [(c["runtime"], c["case"], c["status"], c["message"][:200]) for c in cells
+           if c["status"] not in ("pass", "xfail")]
+    assert rc == 0 and not bad, bad[:20]
+    assert {c["runtime"] for c in cells} == set(hosts) and len(cells) >= 4 * 2000
