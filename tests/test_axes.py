@@ -73,15 +73,23 @@ def test_runtime_versions_are_names_with_a_version():
     assert site_for("ort-cpu@1.22.1").name == "onnxruntime-1.22.1"
 
 
+def _pinned_beside_installed(tmp_path, monkeypatch, runtime: str, version: str,
+                             case_id: str) -> list[Prepared]:
+    """`runtime@version` and the installed `runtime` on one smoke case, in a cache of its
+    own: each records its own version, both pass. The prepared case, for more."""
+    monkeypatch.setenv("TORCH_RNN_ONNX_CACHE", str(tmp_path / "cache"))
+    prepared = prepare_matrix(select(load_matrix("smoke"), case_id), tmp_path / "work")
+    result = execute(prepared, [f"{runtime}@{version}", runtime])
+    assert result.runtimes[f"{runtime}@{version}"]["version"] == version
+    assert result.runtimes[runtime]["version"] != version
+    assert {c["status"] for c in result.cells} == {"pass"}
+    return prepared
+
+
 def test_a_pinned_onnxruntime_is_installed_once_and_recorded(tmp_path, monkeypatch):
     """Installs onnxruntime 1.22.1 from the package index into a cache of its own."""
-    monkeypatch.setenv("TORCH_RNN_ONNX_CACHE", str(tmp_path / "cache"))
-    cases = select(load_matrix("smoke"), "i10h20-l2-tanh-bi-bf-h0in--b3s7")
-    prepared = prepare_matrix(cases, tmp_path / "work")
-    result = execute(prepared, ["ort-cpu@1.22.1", "ort-cpu"])
-    assert result.runtimes["ort-cpu@1.22.1"]["version"] == "1.22.1"
-    assert result.runtimes["ort-cpu"]["version"] != "1.22.1"
-    assert {c["status"] for c in result.cells} == {"pass"}
+    _pinned_beside_installed(tmp_path, monkeypatch, "ort-cpu", "1.22.1",
+                             "i10h20-l2-tanh-bi-bf-h0in--b3s7")
     assert (tmp_path / "cache" / "runtimes" / "onnxruntime-1.22.1" / "onnxruntime").is_dir()
 
 
@@ -91,13 +99,8 @@ def test_a_pinned_onnxruntime_node_is_installed_once_and_judges_like_the_install
     imports that release (recorded per cell), a right file passes and a wrong one fails."""
     if load_runtime("ort-node").available() is not None:
         pytest.skip("onnxruntime-node (the Node.js harness) not installed")
-    monkeypatch.setenv("TORCH_RNN_ONNX_CACHE", str(tmp_path / "cache"))
-    cases = select(load_matrix("smoke"), "i10h20-l2-lstm-bi-sf-h0in--b3s7")
-    prepared = prepare_matrix(cases, tmp_path / "work")
-    result = execute(prepared, ["ort-node@1.24.3", "ort-node"])
-    assert result.runtimes["ort-node@1.24.3"]["version"] == "1.24.3"
-    assert result.runtimes["ort-node"]["version"] != "1.24.3"
-    assert {c["status"] for c in result.cells} == {"pass"}
+    prepared = _pinned_beside_installed(tmp_path, monkeypatch, "ort-node", "1.24.3",
+                                        "i10h20-l2-lstm-bi-sf-h0in--b3s7")
     site = tmp_path / "cache" / "runtimes" / "onnxruntime-node-1.24.3"
     assert (site / "node_modules" / "onnxruntime-node" / "package.json").is_file()
     wrong = tmp_path / "wrong.onnx"

@@ -44,6 +44,19 @@ int host_fail(const char *fmt, ...) {
     return -1;
 }
 
+int host_output(host_tensor *out, const char *name, const long long codes[DT_COUNT],
+                long long code, const void *data) {
+    snprintf(out->name, sizeof out->name, "%s", name);
+    out->dtype = DT_COUNT;
+    for (int k = 0; k < DT_COUNT; k++)
+        if (codes[k] == code) out->dtype = (host_dtype)k;
+    if (out->dtype == DT_COUNT) return host_fail("output %s: element type %lld", name, code);
+    size_t bytes = host_elements(out) * host_dtype_size(out->dtype);
+    out->data = malloc(bytes ? bytes : 1);
+    memcpy(out->data, data, bytes);
+    return 0;
+}
+
 static int read_line(char *buf, size_t size) {
     if (!fgets(buf, (int)size, stdin)) return -1;
     buf[strcspn(buf, "\n")] = '\0';

@@ -25,6 +25,11 @@ size_t host_dtype_size(host_dtype dtype);
 size_t host_elements(const host_tensor *t);
 /* Set the host's error message (printf-style); backends return -1 after calling it. */
 int host_fail(const char *fmt, ...);
+/* Complete output `name`, whose rank and dims the backend has set (rank <= HOST_MAX_RANK):
+ * its dtype is the one whose entry in the backend's `codes` (indexed by host_dtype) is the
+ * runtime's element-type code `code`, and its data a copy of the runtime's `data`. */
+int host_output(host_tensor *out, const char *name, const long long codes[DT_COUNT],
+                long long code, const void *data);
 
 /* What each backend implements; each returns 0, or -1 after host_fail(). */
 const char *backend_name(void);

@@ -2,7 +2,6 @@
  * (capi/libonnxruntime.so.*) but not onnxruntime_c_api.h: the runner compiles this backend
  * only where $ORT_C_INCLUDE names a folder holding that header (any release whose
  * ORT_API_VERSION the installed library serves: the C API only grows). */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +14,7 @@ static OrtEnv *env;
 static OrtSession *session;
 static OrtMemoryInfo *cpu;
 
-static const ONNXTensorElementDataType ORT_TYPES[DT_COUNT] = {
+static const long long ORT_TYPES[DT_COUNT] = {
     ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE,
     ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64};
 
@@ -56,17 +55,9 @@ static int to_host(OrtValue *value, const char *name, host_tensor *out) {
     api->ReleaseTensorTypeAndShapeInfo(info);
     if (s) return failed(s, name);
     if (rank > HOST_MAX_RANK) return host_fail("output %s: rank %zu", name, rank);
-    snprintf(out->name, sizeof out->name, "%s", name);
     out->rank = (int)rank;
-    out->dtype = DT_COUNT;
-    for (int k = 0; k < DT_COUNT; k++)
-        if (ORT_TYPES[k] == type) out->dtype = (host_dtype)k;
-    if (out->dtype == DT_COUNT) return host_fail("output %s: element type %d", name, (int)type);
     ORT_CHECK(api->GetTensorMutableData(value, &data), "GetTensorMutableData");
-    size_t bytes = host_elements(out) * host_dtype_size(out->dtype);
-    out->data = malloc(bytes ? bytes : 1);
-    memcpy(out->data, data, bytes);
-    return 0;
+    return host_output(out, name, ORT_TYPES, type, data);
 }
 
 int backend_run(const host_tensor *inputs, int n_inputs, char *const *names, int n_outputs,
@@ -80,7 +71,7 @@ int backend_run(const host_tensor *inputs, int n_inputs, char *const *names, int
         in_names[i] = t->name;
         OrtStatus *s = api->CreateTensorWithDataAsOrtValue(
             cpu, t->data, host_elements(t) * host_dtype_size(t->dtype), t->dims, (size_t)t->rank,
-            ORT_TYPES[t->dtype], &in[i]);
+            (ONNXTensorElementDataType)ORT_TYPES[t->dtype], &in[i]);
         if (s) rc = failed(s, t->name);
     }
     if (rc == 0) {

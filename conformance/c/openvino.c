@@ -13,7 +13,7 @@ static ov_core_t *core;
 static ov_compiled_model_t *compiled;
 static char version[128];
 
-static const ov_element_type_e OV_TYPES[DT_COUNT] = {F32, F64, I32, I64};
+static const long long OV_TYPES[DT_COUNT] = {F32, F64, I32, I64};
 
 static int failed(ov_status_e status, const char *what) {
     const char *detail = ov_get_last_err_msg();
@@ -59,19 +59,11 @@ static int to_host(const ov_tensor_t *t, const char *name, host_tensor *out) {
     OV_CHECK(ov_tensor_get_shape(t, &shape), "get_shape");
     OV_CHECK(ov_tensor_get_element_type(t, &type), "get_element_type");
     OV_CHECK(ov_tensor_data(t, &data), "tensor_data");
-    snprintf(out->name, sizeof out->name, "%s", name);
-    out->dtype = DT_COUNT;
-    for (int k = 0; k < DT_COUNT; k++)
-        if (OV_TYPES[k] == type) out->dtype = (host_dtype)k;
     out->rank = (int)shape.rank;
     for (int i = 0; i < out->rank && i < HOST_MAX_RANK; i++) out->dims[i] = shape.dims[i];
     ov_shape_free(&shape);
-    if (out->dtype == DT_COUNT) return host_fail("output %s: element type %d", name, (int)type);
     if (out->rank > HOST_MAX_RANK) return host_fail("output %s: rank %d", name, out->rank);
-    size_t bytes = host_elements(out) * host_dtype_size(out->dtype);
-    out->data = malloc(bytes ? bytes : 1);
-    memcpy(out->data, data, bytes);
-    return 0;
+    return host_output(out, name, OV_TYPES, type, data);
 }
 
 int backend_run(const host_tensor *inputs, int n_inputs, char *const *names, int n_outputs,
@@ -84,7 +76,7 @@ int backend_run(const host_tensor *inputs, int n_inputs, char *const *names, int
         ov_tensor_t *t = NULL;
         ov_status_e s = ov_shape_create(inputs[i].rank, inputs[i].dims, &shape);
         if (s == OK) {
-            s = ov_tensor_create_from_host_ptr(OV_TYPES[inputs[i].dtype], shape, inputs[i].data, &t);
+            s = ov_tensor_create_from_host_ptr((ov_element_type_e)OV_TYPES[inputs[i].dtype], shape, inputs[i].data, &t);
             ov_shape_free(&shape);
         }
         if (s == OK) s = ov_infer_request_set_tensor(request, inputs[i].name, t);

@@ -4,7 +4,6 @@
  * says why not. The model keeps its symbolic dimensions (batch, seq) and runs at each call's
  * shapes, as the Python adapter does. */
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +39,7 @@ int tract_tensor_as_bytes(TractTensor *tensor, uint32_t *datum_type, size_t *ran
 int tract_tensor_destroy(TractTensor **tensor);
 
 /* tract's DatumType codes for float32, float64, int32, int64 */
-static const uint32_t TRACT_TYPES[DT_COUNT] = {0x34, 0x38, 0x24, 0x28};
+static const long long TRACT_TYPES[DT_COUNT] = {0x34, 0x38, 0x24, 0x28};
 
 static TractOnnx *onnx;
 static TractRunnable *runnable;
@@ -95,18 +94,10 @@ static int to_host(TractTensor *t, const char *name, host_tensor *out) {
     const size_t *shape;
     const void *data;
     TRACT_CHECK(tract_tensor_as_bytes(t, &type, &rank, &shape, &data), "as_bytes");
-    snprintf(out->name, sizeof out->name, "%s", name);
-    out->dtype = DT_COUNT;
-    for (int k = 0; k < DT_COUNT; k++)
-        if (TRACT_TYPES[k] == type) out->dtype = (host_dtype)k;
-    if (out->dtype == DT_COUNT) return host_fail("output %s: tract datum type 0x%x", name, type);
     if (rank > HOST_MAX_RANK) return host_fail("output %s: rank %zu", name, rank);
     out->rank = (int)rank;
     for (size_t i = 0; i < rank; i++) out->dims[i] = (int64_t)shape[i];
-    size_t bytes = host_elements(out) * host_dtype_size(out->dtype);
-    out->data = malloc(bytes ? bytes : 1);
-    memcpy(out->data, data, bytes);
-    return 0;
+    return host_output(out, name, TRACT_TYPES, type, data);
 }
 
 int backend_run(const host_tensor *inputs, int n_inputs, char *const *names, int n_outputs,
@@ -124,7 +115,7 @@ int backend_run(const host_tensor *inputs, int n_inputs, char *const *names, int
         size_t shape[HOST_MAX_RANK];
         if (!t) { rc = host_fail("no value for input %s", input_names[i]); break; }
         for (int d = 0; d < t->rank; d++) shape[d] = (size_t)t->dims[d];
-        if (tract_tensor_from_bytes(TRACT_TYPES[t->dtype], (size_t)t->rank, shape, t->data, &in[i]))
+        if (tract_tensor_from_bytes((uint32_t)TRACT_TYPES[t->dtype], (size_t)t->rank, shape, t->data, &in[i]))
             rc = failed(t->name);
     }
     if (rc == 0 && tract_runnable_spawn_state(runnable, &state) != 0) rc = failed("spawn_state");

@@ -118,8 +118,6 @@ function serve(models) {
 const b64 = (data) => Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
 const ARRAYS = { float32: Float32Array, float64: Float64Array, int32: Int32Array, int64: BigInt64Array };
 
-const RECURRENT = new Set(['RNN', 'LSTM', 'GRU', 'Scan']);
-
 function placement(lines) {
   // onnxruntime's info log of a session created with the CPU fallback allowed: the nodes its
   // device provider has no kernel for, and how many nodes went to the CPU in all
@@ -181,21 +179,18 @@ export async function openBrowser({ bundle, webgpu, sessionOptions }) {
       models.clear();
       const key = (path) => { const k = String(++token); models.set(k, path); return `${base}/file/${k}`; };
       const ext = external.map((path) => ({ path, url: key(join(dirname(model), path)) }));
-      logs = [];
-      let names;
+      const lines = logs = [];
+      let loaded;
       try {
-        names = await call(([url, e, o]) => window.harness.load(url, e, o), [key(model), ext, sessionOptions]);
+        loaded = await call(([url, e, o]) => window.harness.load(url, e, o), [key(model), ext, sessionOptions]);
       } finally {
-        names = { ...names, placement: names && names.refusal ? placement(logs) : null };
         logs = null;
       }
-      const recurrent = names.placement ? names.placement.cpuNodes.filter((n) => RECURRENT.has(n.op)) : [];
-      if (recurrent.length) {    // a recurrent node off the device: the run would prove nothing
-        await call(() => window.harness.drop());
-        throw new Error(`${names.refusal} (no WebGPU kernel for: ${recurrent.map((n) => `${n.op} ${n.name}`).join(', ')})`);
-      }
+      // reloaded after a strict refusal: what went to the CPU, for the runner to judge
+      const { refusal, ...names } = loaded;
       return {
         ...names,
+        placement: refusal ? { refusal, ...placement(lines) } : null,
         async run(tensors) {
           const feeds = tensors.map((t) => ({ name: t.name, dtype: t.dtype, dims: Array.from(t.dims, Number), data: b64(t.data) }));
           const outs = await call((f) => window.harness.run(f), feeds);

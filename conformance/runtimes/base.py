@@ -1,12 +1,35 @@
 """The one small interface every runtime adapter implements."""
 from __future__ import annotations
 
+import subprocess
 from abc import ABC, abstractmethod
 from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["Runtime", "HelperCrashed"]
+__all__ = ["Runtime", "HelperCrashed", "HELPER_DTYPES", "stop_helper"]
+
+
+# the tensor dtypes the helper processes (the Node.js harness, the C host) exchange, by name
+HELPER_DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32,
+                 "int64": np.int64}
+
+
+def stop_helper(proc: Any) -> None:
+    """End an adapter's helper process: its pipes closed (it leaves when its stdin ends),
+    killed if it has not left within 5 s."""
+    if proc is None:
+        return
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 class HelperCrashed(RuntimeError):

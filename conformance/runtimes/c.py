@@ -24,12 +24,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .base import HelperCrashed, Runtime
+from .base import HELPER_DTYPES, HelperCrashed, Runtime, stop_helper
 
 __all__ = ["OpenVINOC", "TractC", "OrtC", "SOURCES", "build"]
 
 SOURCES = Path(__file__).resolve().parents[1] / "c"
-_DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "int64": np.int64}
 
 
 def _package_dir(name: str) -> Path | None:
@@ -155,7 +154,7 @@ class _CHost(Runtime):
         for name, value in feeds.items():
             value = np.ascontiguousarray(value)
             dtype = value.dtype.name
-            if dtype not in _DTYPES:
+            if dtype not in HELPER_DTYPES:
                 raise RuntimeError(f"input {name}: dtype {dtype} not supported by the C host")
             dims = " ".join(str(d) for d in value.shape)
             parts.append(f"{dtype} {value.ndim}{' ' + dims if dims else ''} {name}\n".encode())
@@ -169,22 +168,16 @@ class _CHost(Runtime):
         dims = [int(d) for d in head[2:2 + rank]]
         name = " ".join(head[2 + rank:])
         count = int(np.prod(dims, dtype=np.int64))
-        raw = self._proc.stdout.read(count * np.dtype(_DTYPES[dtype]).itemsize)
-        return name, np.frombuffer(raw, np.dtype(_DTYPES[dtype]).newbyteorder("<")) \
-            .astype(_DTYPES[dtype]).reshape(dims)
+        raw = self._proc.stdout.read(count * np.dtype(HELPER_DTYPES[dtype]).itemsize)
+        return name, np.frombuffer(raw, np.dtype(HELPER_DTYPES[dtype]).newbyteorder("<")) \
+            .astype(HELPER_DTYPES[dtype]).reshape(dims)
 
     def provider(self, session: Any) -> str:
         return f"{self.backend} C API ({self.device})"
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None:
-            try:
-                proc.stdin.close()
-                proc.wait(5)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait(5)
+        stop_helper(proc)
 
 
 class OpenVINOC(_CHost):

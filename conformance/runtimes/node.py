@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..tensors import write_tensors
-from .base import HelperCrashed, Runtime
+from .base import HELPER_DTYPES, HelperCrashed, Runtime, stop_helper
 
 __all__ = ["OrtNode", "OrtWeb", "OrtWebChromium", "OrtWebGpuChromium", "OrtWebGpuJsepChromium",
            "HARNESS_DIR"]
@@ -29,7 +29,6 @@ __all__ = ["OrtNode", "OrtWeb", "OrtWebChromium", "OrtWebGpuChromium", "OrtWebGp
 HARNESS_DIR = Path(__file__).resolve().parents[1] / "node"
 _INSTALL = (f"cd {HARNESS_DIR} && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci "
             "(needs Node.js >= 18)")
-_DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "int64": np.int64}
 
 
 class _Unavailable(RuntimeError):
@@ -128,7 +127,7 @@ class OrtNode(Runtime):
         write_tensors(dataset, "input", dict(feeds))
         reply = self._ask({"cmd": "run", "model": session, "dataset": str(dataset)})
         return {o["name"]: np.frombuffer(base64.b64decode(o["data"]),
-                                         _DTYPES[o["dtype"]]).reshape(o["dims"])
+                                         HELPER_DTYPES[o["dtype"]]).reshape(o["dims"])
                 for o in reply["outputs"]}
 
     def provider(self, session: Any) -> str:
@@ -136,17 +135,7 @@ class OrtNode(Runtime):
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None:
-            for stream in (proc.stdin, proc.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_helper(proc)
         self._tmp.cleanup()
 
 
@@ -197,17 +186,27 @@ class OrtWebGpuChromium(OrtWebChromium):
             slot["CPUExecutionProvider"] = slot.get("CPUExecutionProvider", 0) + 1
         return found
 
+    def load(self, model_path: str) -> Any:
+        """A file whose recurrent nodes went to the CPU is refused here, naming them, before
+        anything runs: a run would prove nothing about WebGPU (as ort-cuda's rule)."""
+        from .ort import RECURRENT_OPS
+
+        session = super().load(model_path)
+        if self._placement:
+            recurrent = [f"{n['op']} {n['name']}" for n in self._placement["cpuNodes"]
+                         if n["op"] in RECURRENT_OPS]
+            if recurrent:
+                raise RuntimeError(f"{self._placement['refusal']} (no WebGPU kernel for: "
+                                   f"{', '.join(recurrent)})")
+        return session
+
     def placement_problem(self, session: Any) -> str | None:
         """As for ort-cuda: small shape computations may stay on the CPU (onnxruntime-web's
-        WebGPU provider has no int64 Concat, say); a recurrent node may not, and neither may a
-        CPU node the log does not name."""
+        WebGPU provider has no int64 Concat, say); a recurrent node may not (refused at load),
+        and neither may a CPU node the log does not name."""
         if not self._placement:
             return None
         nodes = self._placement["cpuNodes"]
-        recurrent = sorted({n["op"] for n in nodes} & {"RNN", "LSTM", "GRU", "Scan"})
-        if recurrent:
-            return (f"ran partly on the CPU: {', '.join(recurrent)} on CPUExecutionProvider "
-                    "(WebGPU has no kernel for it)")
         count = self._placement.get("cpuCount")
         if count is None or count > len(nodes):
             return (f"ran partly on the CPU: {count if count is not None else 'some'} nodes on "
