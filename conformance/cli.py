@@ -176,6 +176,10 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--onnxscript", default="", metavar="V1,V2",
                      help="also judge torch-dynamo with these onnxscript releases, each "
                           "installed once into the versions cache (torch-dynamo@onnxscript=V)")
+    exp.add_argument("--torch", default="", metavar="V1,V2",
+                     help="also judge torch-dynamo and torch-legacy exporting with these torch "
+                          "releases, each installed once into the versions cache "
+                          "(…@torch=V; the installed torch still computes the truth)")
     _add_common(exp)
     exp.set_defaults(func=_cmd_exporters, runtimes="ort-cpu")
 
@@ -467,8 +471,11 @@ def _cmd_exporters(args: argparse.Namespace) -> int:
 
     args.select, args.shard, args.vectors = None, None, None
     releases = [v.strip() for v in args.onnxscript.split(",") if v.strip()]
+    torches = [v.strip() for v in args.torch.split(",") if v.strip()]
     args.exporters = ",".join(["ours", "torch-dynamo", "torch-legacy",
-                               *(f"torch-dynamo@onnxscript={v}" for v in releases)])
+                               *(f"torch-dynamo@onnxscript={v}" for v in releases),
+                               *(f"{e}@torch={v}" for v in torches
+                                 for e in ("torch-dynamo", "torch-legacy"))])
     from .exporters import exporter_names
     from .versions import ensure_exporter
     for name in exporter_names(args.exporters):    # bad versions: one line, before any work
@@ -476,7 +483,8 @@ def _cmd_exporters(args: argparse.Namespace) -> int:
     rc = _cmd_run(args)
     cells, reports = load_reports([args.report_dir / "report.json"])
     command = (f"python -m conformance exporters --matrix {args.matrix} --runtimes {args.runtimes}"
-               + (f" --onnxscript {','.join(releases)}" if releases else ""))
+               + (f" --onnxscript {','.join(releases)}" if releases else "")
+               + (f" --torch {','.join(torches)}" if torches else ""))
     md = exporters_markdown(cells, reports, command)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.output, ("# Is torch.onnx's file right?\n\n" + md).encode())

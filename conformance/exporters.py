@@ -7,6 +7,10 @@
     torch-dynamo@onnxscript=VERSION
                    torch-dynamo with that onnxscript release (installed once into the versions
                    cache, conformance/versions.py), exported in a process of its own
+    torch-dynamo@torch=VERSION, torch-legacy@torch=VERSION
+                   the same with that torch release: the child process imports it from the
+                   cache and exports a module holding the weights the truth was computed with
+                   (the installed torch computes the truth; only the export changes release)
 
 torch.onnx exports a small wrapper with the graph contract's names and order (input, h_0[,
 c_0][, sequence_lens] → output, h_n[, c_n]); with sequence_lens it runs torch's own packed
@@ -26,7 +30,7 @@ from exporter.errors import ExportError
 from exporter.spec import RNNSpec
 
 __all__ = ["EXPORTERS", "TORCH_EXPORTERS", "torch_export", "structure", "exporter_names",
-           "exporter_version"]
+           "exporter_version", "exporter_torch"]
 
 TORCH_EXPORTERS = ("torch-dynamo", "torch-legacy")
 EXPORTERS = ("ours", *TORCH_EXPORTERS)
@@ -40,19 +44,21 @@ def exporter_names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     bad = [n for n in names if split_exporter(n)[0] not in EXPORTERS]
     if not names or bad or len(set(names)) != len(names):
-        raise ExportError(f"--exporters takes a comma-separated list of {', '.join(EXPORTERS)} "
-                          f"or torch-dynamo@onnxscript=VERSION (each once); got {text!r}")
+        raise ExportError(f"--exporters takes a comma-separated list of {', '.join(EXPORTERS)}, "
+                          "torch-dynamo@onnxscript=VERSION or torch-dynamo|torch-legacy"
+                          f"@torch=VERSION (each once); got {text!r}")
     return names
 
 
 def exporter_version(exporter: str) -> str | None:
-    """The onnxscript release behind a torch-dynamo file: the pinned one, or the installed."""
+    """The onnxscript release behind a torch-dynamo file: the pinned one, or the installed
+    (what version-scoped divergences match on)."""
     from .versions import split_exporter
 
-    base, _, version = split_exporter(exporter)
+    base, package, version = split_exporter(exporter)
     if base != "torch-dynamo":
         return None
-    if version:
+    if package == "onnxscript":
         return version
     try:
         import onnxscript
@@ -61,26 +67,56 @@ def exporter_version(exporter: str) -> str | None:
         return None
 
 
-def _pinned_export(exporter: str, spec: RNNSpec, seed: int, with_h0: bool, seq_lens: bool,
-                   path: Path, opset: int) -> float:
-    """torch_export in a child process importing the pinned onnxscript first."""
+def exporter_torch(exporter: str) -> str | None:
+    """The torch release behind a torch.onnx file: the pinned one, or the installed."""
+    from .versions import split_exporter
+
+    base, package, version = split_exporter(exporter)
+    if base not in TORCH_EXPORTERS:
+        return None
+    if package == "torch":
+        return version
+    import torch
+    return torch.__version__
+
+
+def _pinned_export(exporter: str, module: Any, spec: RNNSpec, seed: int, with_h0: bool,
+                   seq_lens: bool, path: Path, opset: int, info: dict | None) -> float:
+    """torch_export in a child process that imports the pinned release from the versions
+    cache first (PYTHONPATH, so nothing imported before it can be the installed one). The
+    child rebuilds the module from `spec` and `seed` and loads `module`'s weights into it, so
+    its file holds the weights the truth was computed with whatever the release's initialisers
+    do. `info` (the cell's labels) gets the releases the child actually imported."""
     import json
+    import os
     import subprocess
     import sys
+
+    import torch
 
     from .versions import ensure_exporter, exporter_site, split_exporter
 
     ensure_exporter(exporter, log=lambda *_: None)
-    base, _, version = split_exporter(exporter)
-    job = {"exporter": base, "site": str(exporter_site(exporter)), "spec": spec.to_json(),
-           "seed": seed, "with_h0": with_h0, "seq_lens": seq_lens, "path": str(path),
-           "opset": opset, "onnxscript": version}
-    r = subprocess.run([sys.executable, "-m", "conformance.export_child", json.dumps(job)],
-                       capture_output=True, text=True, timeout=600)
+    base, package, version = split_exporter(exporter)
+    state = path.with_name(f".{path.name}.state.pt")
+    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, state)
+    job = {"exporter": base, "spec": spec.to_json(), "seed": seed, "with_h0": with_h0,
+           "seq_lens": seq_lens, "path": str(path), "opset": opset, "state": str(state),
+           "site": str(exporter_site(exporter)), "package": package, "version": version}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [job["site"], *filter(None, [os.environ.get("PYTHONPATH")])])}
+    try:
+        r = subprocess.run([sys.executable, "-m", "conformance.export_child", json.dumps(job)],
+                           capture_output=True, text=True, timeout=900, env=env)
+    finally:
+        state.unlink(missing_ok=True)
     if r.returncode != 0:
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         raise ExportError(f"{exporter} could not export: {lines[-1] if lines else r.returncode}")
-    return float(json.loads(r.stdout.strip().splitlines()[-1])["seconds"])
+    done = json.loads(r.stdout.strip().splitlines()[-1])
+    if info is not None:
+        info.update({"onnxscript": done["onnxscript"], "exporter_torch": done["torch"]})
+    return float(done["seconds"])
 
 
 def _wrapper(module: Any, spec: RNNSpec, with_h0: bool, seq_lens: bool) -> Any:
@@ -131,16 +167,18 @@ def _example(spec: RNNSpec, with_h0: bool, seq_lens: bool) -> tuple[list[str], t
 
 
 def torch_export(exporter: str, module: Any, spec: RNNSpec, with_h0: bool, seq_lens: bool,
-                 path: Path, opset: int = 17, seed: int | None = None) -> float:
+                 path: Path, opset: int = 17, seed: int | None = None,
+                 info: dict | None = None) -> float:
     """Export with torch.onnx into `path`; returns the wall time. Raises ExportError. A pinned
-    exporter (torch-dynamo@onnxscript=V) rebuilds the module from `spec` and `seed` in a
-    process of its own."""
+    exporter (torch-dynamo@onnxscript=V, …@torch=V) exports `module`'s weights in a process
+    of its own (_pinned_export) and tells `info` the releases it imported."""
     import torch
 
     if "@" in exporter:
         if seed is None:
             raise ExportError(f"{exporter}: a pinned exporter rebuilds the module from a seed")
-        return _pinned_export(exporter, spec, seed, with_h0, seq_lens, path, opset)
+        return _pinned_export(exporter, module, spec, seed, with_h0, seq_lens, path, opset,
+                              info)
 
     from exporter.torch_onnx import _quiet, _root_cause
 

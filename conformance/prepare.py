@@ -182,17 +182,19 @@ def _torch_model_id(model_case: ModelCase, exporter: str) -> str:
 def _export_torch(model_case: ModelCase, module: Any, exporter: str, model_id: str,
                   workdir: Path) -> tuple[Path, str, dict]:
     """(path, problem, labels) of torch.onnx's export of one model (exporters.py)."""
-    from .exporters import exporter_version, structure, torch_export
+    from .exporters import exporter_torch, exporter_version, structure, torch_export
 
     path = workdir / model_id / "model.onnx"
     path.parent.mkdir(parents=True, exist_ok=True)
+    # the releases that wrote the file (a pinned export reports what it really imported)
     labels: dict[str, Any] = {"exporter": exporter, "lowering": None,
-                              "onnxscript": exporter_version(exporter)}
+                              "onnxscript": exporter_version(exporter),
+                              "exporter_torch": exporter_torch(exporter)}
     try:
         labels["export_s"] = round(torch_export(exporter, module, model_case.spec,
                                                 model_case.initial_state == "input",
                                                 model_case.sequence_lens, path,
-                                                seed=model_case.seed), 3)
+                                                seed=model_case.seed, info=labels), 3)
         labels.update(structure(path))
     except Exception as exc:      # the exporter's failure is this case's verdict
         return path, f"export failed: {one_line(exc)}", labels

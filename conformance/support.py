@@ -274,19 +274,30 @@ def exporters_markdown(cells: list[dict], reports: list[dict], command: str) -> 
         if labels.get("composite"):
             continue
         groups.setdefault((c.get("exporter", "ours"), labels.get("cell", "rnn")), []).append(c)
+    def releases(group: list[dict], label: str) -> list[str]:
+        return sorted({(c.get("labels") or {}).get(label) for c in group} - {None})
+
     def release(exporter: str, group: list[dict]) -> str:
-        """torch-dynamo's onnxscript release beside its name (pinned or installed)."""
-        versions = sorted({(c.get("labels") or {}).get("onnxscript") for c in group} - {None})
-        base = exporter.partition("@")[0]
-        return f"{base} (onnxscript {', '.join(versions)})" if versions else exporter
+        """A torch.onnx row's releases beside its name: torch when pinned (the header names
+        the installed one), onnxscript for torch-dynamo (pinned or installed)."""
+        base, _, pin = exporter.partition("@")
+        parts = ([f"torch {', '.join(releases(group, 'exporter_torch'))}"]
+                 if pin.startswith("torch=") else [])
+        if releases(group, "onnxscript"):
+            parts.append(f"onnxscript {', '.join(releases(group, 'onnxscript'))}")
+        return f"{base} ({', '.join(parts)})" if parts else exporter
 
     def order(kv: tuple) -> tuple:
         (exporter, cell), group = kv
-        from packaging.version import Version
-        versions = [Version(v) for c in group
-                    if (v := (c.get("labels") or {}).get("onnxscript"))]
-        return (exporter != "ours", exporter.partition("@")[0], min(versions, default=None)
-                or Version("0"), cell)
+        from packaging.version import InvalidVersion, Version
+
+        def oldest(label: str) -> Version:
+            try:
+                return min((Version(v) for v in releases(group, label)), default=Version("0"))
+            except InvalidVersion:
+                return Version("0")
+        return (exporter != "ours", exporter.partition("@")[0], oldest("exporter_torch"),
+                oldest("onnxscript"), cell)
     for (exporter, cell), group in sorted(groups.items(), key=order):
         files = {c["model"]: c["labels"] for c in group}
         dynamic = [lab.get("dynamic") for lab in files.values() if "dynamic" in lab]

@@ -21,7 +21,7 @@ from exporter.errors import ExportError
 
 __all__ = ["VERSIONED", "pinned", "base_of", "split_name", "cache_root", "site_for",
            "ensure_installed", "version_problem", "NPM_PACKAGES", "EXPORTER_PACKAGES", "split_exporter",
-           "exporter_site", "ensure_exporter"]
+           "exporter_site", "ensure_exporter", "same_release"]
 
 # runtime → the package its adapter imports (the adapters that can take @VERSION): from PyPI,
 # or from npm for the Node.js harness (NPM_PACKAGES)
@@ -80,12 +80,19 @@ def _installed_here(site: Path, package: str, version: str) -> bool:
         except (OSError, ValueError, KeyError, InvalidVersion):
             return False
     for info in site.glob(f"{package}-*.dist-info"):
-        try:
-            if Version(info.name[len(package) + 1:-len(".dist-info")]) == Version(version):
-                return True
-        except InvalidVersion:
-            continue
+        if same_release(info.name[len(package) + 1:-len(".dist-info")], version):
+            return True
     return False
+
+
+def same_release(found: str | None, wanted: str) -> bool:
+    """Whether `found` is the release asked for as `wanted`, as pip's == reads it: "2.13.0"
+    matches torch's "2.13.0+cpu" (no local label asked for), "2.13.0+cpu" only itself."""
+    try:
+        f, w = Version(found or ""), Version(wanted)
+    except InvalidVersion:
+        return False
+    return f == w if w.local else f.public == w.public
 
 
 def version_problem(name: str, imported: str | None) -> str | None:
@@ -155,10 +162,10 @@ def _install_npm(package: str, version: str, site: Path, log=print) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _install(package: str, version: str, site: Path, log=print,
+def _install(package: str, version: str, site: Path, log=print, deps: bool = False,
              keep: tuple[str, ...] | None = None) -> None:
     """pip-install `package==version` into `site` atomically (a temp folder renamed into
-    place). `keep`: install with its dependencies, then keep only these distributions (their
+    place); `deps`: with its dependencies. `keep`: then keep only these distributions (their
     import folders and .dist-info): what must match the release, never the environment's
     numpy or onnx."""
     spec = f"{package}=={version}"
@@ -166,7 +173,7 @@ def _install(package: str, version: str, site: Path, log=print,
     tmp = site.with_name(f".{site.name}.{os.getpid()}.tmp")
     log(f"installing {spec} into {site} (once)")
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                        *(["--no-deps"] if keep is None else []),
+                        *([] if deps else ["--no-deps"]),
                         "--only-binary=:all:", "--target", str(tmp), spec],
                        capture_output=True, text=True)
     if r.returncode != 0:
@@ -188,15 +195,22 @@ def _install(package: str, version: str, site: Path, log=print,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# ---- exporters at a pinned release: `torch-dynamo@onnxscript=0.7.0` ----------------------------
+# ---- exporters at a pinned release: `torch-dynamo@onnxscript=0.7.0`, `torch-legacy@torch=2.14.1`
 
 # the torch.onnx exporter → the packages whose release can be pinned for it
-EXPORTER_PACKAGES = {"torch-dynamo": ("onnxscript",)}
+EXPORTER_PACKAGES = {"torch-dynamo": ("onnxscript", "torch"), "torch-legacy": ("torch",)}
+# what a pinned package is installed with: onnxscript with onnx_ir (the IR it is built on, at
+# the release it asks for), nothing else; torch with all it depends on: PyPI's Linux wheel is
+# a CUDA build whose torch._C links cuDNN and the other nvidia-* libraries even on the CPU
+# (about 4 GB per release; the CPU wheel on a local index is about 1 GB)
+_INSTALL = {"onnxscript": {"deps": True, "keep": ("onnxscript", "onnx_ir")},
+            "torch": {"deps": True, "keep": None}}
 
 
 def split_exporter(name: str) -> tuple[str, str | None, str | None]:
-    """"torch-dynamo@onnxscript=0.7.0" → ("torch-dynamo", "onnxscript", "0.7.0"); a plain
-    name → (name, None, None). Bad strings are one-line errors."""
+    """"torch-dynamo@onnxscript=0.7.0" → ("torch-dynamo", "onnxscript", "0.7.0"),
+    "torch-legacy@torch=2.14.1" → ("torch-legacy", "torch", "2.14.1"); a plain name →
+    (name, None, None). Bad strings are one-line errors."""
     if "@" not in name:
         return name, None, None
     base, _, pin = name.partition("@")
@@ -221,8 +235,7 @@ def exporter_site(name: str) -> Path | None:
 
 
 def ensure_exporter(name: str, log=print) -> None:
-    """Install a pinned exporter's package once: onnxscript and onnx_ir (the IR it is built on,
-    at the release onnxscript asked for), nothing else."""
+    """Install a pinned exporter's package once into the cache (_INSTALL: what comes with it)."""
     site = exporter_site(name)
     if site is None:
         return
@@ -232,4 +245,4 @@ def ensure_exporter(name: str, log=print) -> None:
             raise ExportError(f"{name}: the cache folder {site} is incomplete (no {package} "
                               f"{version} .dist-info in it): remove it to reinstall")
         return
-    _install(package, version, site, log, keep=("onnxscript", "onnx_ir"))
+    _install(package, version, site, log, **_INSTALL[package])

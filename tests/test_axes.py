@@ -162,10 +162,30 @@ def test_pinned_exporter_names_are_checked():
     assert exporter_site("torch-dynamo@onnxscript=0.7.0").name == "onnxscript-0.7.0"
     assert exporter_names("ours,torch-dynamo@onnxscript=0.7.1") == [
         "ours", "torch-dynamo@onnxscript=0.7.1"]
+    assert split_exporter("torch-legacy@torch=2.14.1") == ("torch-legacy", "torch", "2.14.1")
+    assert exporter_site("torch-dynamo@torch=2.15.0").name == "torch-2.15.0"
     for bad in ("torch-legacy@onnxscript=0.7.0", "torch-dynamo@onnxscript=x.y",
-                "torch-dynamo@torch=2.14", "torch-dynamo@onnxscript"):
+                "torch-dynamo@onnx=1.2", "torch-dynamo@onnxscript", "ours@torch=2.13.0",
+                "torch-legacy@torch=two", "torch-legacy@torch"):
         with pytest.raises(ExportError):
             exporter_names(bad)
+
+
+def test_a_bad_torch_release_is_one_line_and_installs_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_RNN_ONNX_CACHE", str(tmp_path / "cache"))
+    assert conformance_main(["exporters", "--torch", "2.x", "-o", str(tmp_path / "t.md"),
+                             "--report-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'2.x' is not a version" in err[0]
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "t.md").exists()
+
+
+def test_a_release_is_matched_as_pip_reads_it():
+    from conformance.versions import same_release
+
+    assert same_release("2.13.0+cpu", "2.13.0") and same_release("2.14.1", "2.14.1")
+    assert not same_release("2.13.0+cpu", "2.13.0+cu130")
+    assert not same_release("2.13.1", "2.13.0") and not same_release(None, "2.13.0")
 
 
 def test_a_version_scoped_divergence_covers_its_releases_only():
@@ -200,3 +220,59 @@ def test_onnxscript_releases_judged_side_by_side(tmp_path, monkeypatch):
     assert plain[exporters[0]]["status"] == "fail"
     assert (tmp_path / "cache" / "exporters" / "onnxscript-0.7.0" / "onnx_ir").is_dir()
     assert not (tmp_path / "cache" / "exporters" / "onnxscript-0.7.0" / "numpy").exists()
+
+
+# ---- torch.onnx at a pinned torch release ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def torch_cache(tmp_path_factory):
+    """A versions cache in which the pinned-torch tests install torch 2.13.0 once: the CPU
+    wheel this project's CI installs from (about 1 GB unpacked, where a CUDA release is about
+    5 GB), which still proves the mechanism — the export runs on the cache's copy, not the
+    installed one (export_child checks where torch came from)."""
+    return tmp_path_factory.mktemp("torch-cache")
+
+
+def test_a_pinned_torch_exports_in_its_own_process_and_is_recorded(torch_cache, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("TORCH_RNN_ONNX_CACHE", str(torch_cache))
+    cases = select(load_matrix("smoke"), "i10h20-l2-gru-bi-bf-h0in--b3s7")
+    exporters = ["torch-legacy@torch=2.13.0", "torch-dynamo@torch=2.13.0"]
+    prepared = prepare_matrix(cases, tmp_path, exporters=exporters)
+    assert [p.labels["exporter_torch"] for p in prepared] == ["2.13.0+cpu"] * 2
+    assert prepared[1].labels["onnxscript"] is not None
+    judged = {c["exporter"]: c for c in execute(prepared, ["ort-cpu"]).cells}
+    assert [judged[e]["status"] for e in exporters] == ["pass", "pass"]
+    site = torch_cache / "exporters" / "torch-2.13.0"
+    assert (site / "torch").is_dir() and not (site / "numpy").exists()
+
+
+def test_a_pinned_export_holds_the_callers_weights_not_a_reseeded_module(torch_cache, tmp_path,
+                                                                          monkeypatch):
+    """The child rebuilds the module from the seed, then loads the caller's weights: a module
+    whose weights differ from the seeded ones exports those weights (the truth's), and the
+    seeded module would come out wrong against it."""
+    import onnxruntime as ort
+    import torch
+
+    from conformance.exporters import torch_export
+    from exporter.spec import RNNSpec
+
+    monkeypatch.setenv("TORCH_RNN_ONNX_CACHE", str(torch_cache))
+    spec = RNNSpec.from_kwargs({"cell": "lstm", "input_size": 4, "hidden_size": 5})
+    module = spec.build_module(seed=7)
+    with torch.no_grad():
+        module.weight_hh_l0.mul_(1.5)
+    path = tmp_path / "m.onnx"
+    labels: dict = {}
+    torch_export("torch-legacy@torch=2.13.0", module, spec, False, False, path, seed=7,
+                 info=labels)
+    assert labels["exporter_torch"] == "2.13.0+cpu"
+    assert not list(tmp_path.glob(".*state.pt"))          # the weights file is cleaned up
+    x = torch.randn(6, 3, 4)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want, seeded = module(x)[0].numpy(), spec.build_module(seed=7)(x)[0].numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(got - seeded).max() > 1e-3
