@@ -42,11 +42,15 @@ from .builder import GraphBuilder, split_states
 __all__ = ["lower_rnn_scan"]
 
 
-def _zeros_state(b: GraphBuilder, shape: str, size: int, tag: str) -> str:
-    """[batch, size] zeros, batch read off x's shape [seq, batch, I] at run time."""
+def _zeros_state(b: GraphBuilder, shape: str, size: int, tag: str, lead: int = 0) -> str:
+    """[batch, size] zeros ([lead, batch, size] with a lead), batch read off x's shape
+    [seq, batch, I] at run time."""
     batch = b.op("Slice", [shape, b.const("one", np.array([1], np.int64)),
                            b.const("two", np.array([2], np.int64))])
-    dims = b.op("Concat", [batch, b.const(f"size_{tag}", np.array([size], np.int64))], axis=0)
+    dims = [batch, b.const(f"size_{tag}", np.array([size], np.int64))]
+    if lead:
+        dims.insert(0, b.const(f"lead_{lead}", np.array([lead], np.int64)))
+    dims = b.op("Concat", dims, axis=0)
     return b.op("ConstantOfShape", [dims],
                 value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
 
@@ -72,17 +76,28 @@ GROUPS: Mapping[str, tuple[tuple[int, ...], ...]] = MappingProxyType({
     "lstm": ((0, 1, 2), (3,)),         # σ(i, o, f) | tanh(c̃)
     "gru": ((0,), (1,), (2,)),         # σ(z) | σ(r) | n, whose r ⊙ (…) must stay in the body
 })
-# Each step takes the body builder, xw (one [batch, |g|·H] slice per group), the states
-# {"h": [batch, S], "c": [batch, H]} and the direction's weight names; returns the new states.
+# Both directions of a bidirectional layer as one recurrence over a [2, batch, ·] state, one
+# batched MatMul per gate group and step over [2, S, |g|·H] weights (_layer_batched), or as two
+# independent recurrences side by side in the same Scan (_layer). Measured per cell
+# (docs/perf/NOTES.md, scripts/perf_variants.py): kept where it wins.
+BATCHED_DIRECTIONS: Mapping[str, bool] = MappingProxyType({"rnn": False, "lstm": False,
+                                                           "gru": False})
+# How the batched layer builds its [seq, 2, batch, |g|·H] projections: "transpose" (two large
+# GEMMs as one [2, seq·batch, I] MatMul, then a transposing copy), or "broadcast" (x stacked
+# per step [seq, 2, batch, I] times [2, I, |g|·H]: seq·2 smaller GEMMs, no copy)
+BATCHED_PROJECTION = "broadcast"
+# Each step takes the body builder, xw (one [(2,) batch, |g|·H] slice per group), the states
+# {"h": [(2,) batch, S], "c": [(2,) batch, H]} and the direction's (or the two directions'
+# stacked) weight names; returns the new states. Every op broadcasts over the leading 2.
 
 
 def _split(sub: GraphBuilder, t: str, sizes: list[int]) -> list[str]:
-    """t [batch, ΣH] → one tensor per size along axis 1."""
+    """t [(2,) batch, ΣH] → one tensor per size along the last axis."""
     if len(sizes) == 1:
         return [t]
     outs = [sub.fresh("part") for _ in sizes]
     return sub.node("Split", [t, sub.const(f"split_{'_'.join(map(str, sizes))}",
-                                           np.array(sizes, np.int64))], outs, axis=1)
+                                           np.array(sizes, np.int64))], outs, axis=-1)
 
 
 def _gate(sub: GraphBuilder, acts: list[str], xw: str, h: str, R_T: str, H: int) -> list[str]:
@@ -237,9 +252,12 @@ def _projections(b: GraphBuilder, x2d: str, w: LayerWeights, d: int, k: int, spe
 def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights,
            spec: RNNSpec, k: int, edges: dict, y_name: str | None
            ) -> tuple[str, dict[str, list[str]]]:
-    """One layer: x [seq, batch, I_k] → (y [seq, batch, dirs·S], {state: finals per dir}).
-    The reverse direction works on time-flipped tensors: it runs forward over flip(x)."""
+    """One layer: x [seq, batch, I_k] → (y [seq, batch, dirs·S], {state: finals per dir
+    [batch, ·], or one [2, batch, ·] for both (named in edges["stacked"])}). The reverse
+    direction works on time-flipped tensors: it runs forward over flip(x)."""
     D, cell = spec.num_directions, spec.cell_info
+    if D == 2 and BATCHED_DIRECTIONS[spec.cell]:
+        return _layer_batched(b, x, init, w, spec, k, edges, y_name)
     I_k = w.W.shape[2]
     if w.B is not None:             # the column of ones that carries the bias (_projections)
         x = b.op("Pad", [x, b.const("pad_one_after", np.array([0, 0, 0, 0, 0, 1], np.int64)),
@@ -272,13 +290,111 @@ def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights
     return y, finals
 
 
-def _stack_finals(b: GraphBuilder, finals: list[str], name: str) -> None:
-    """layers·dirs × [batch, ·] → [layers·dirs, batch, ·]."""
+def _stacked(b: GraphBuilder, parts: list[str], axis: int) -> str:
+    """Concat of the parts, each given a new axis `axis` (2 parts → that axis is 2 long)."""
+    ax = b.const(f"axes{axis}", np.array([axis], np.int64))
+    return b.op("Concat", [b.op("Unsqueeze", [p, ax]) for p in parts], axis=axis)
+
+
+def _batched_projections(b: GraphBuilder, x: str, xr: str, Ws: list[np.ndarray], k: int,
+                         spec: RNNSpec, edges: dict) -> list[str]:
+    """xw_g [seq, 2, batch, |g|·H] per gate group: direction 0 from x, 1 from xr = flip(x)
+    (both [seq, batch, I_k + 1]); Ws[d] [G·H, I_k + 1] (bias as the last column)."""
+    H, out = spec.hidden_size, []
+    I_k = Ws[0].shape[1]
+    if BATCHED_PROJECTION == "broadcast":
+        x2 = _stacked(b, [x, xr], 1)                                     # [seq, 2, batch, I_k]
+    else:
+        flat = b.const(f"flat_l{k}", np.array([-1, I_k], np.int64))
+        x2 = _stacked(b, [b.op("Reshape", [t, flat]) for t in (x, xr)], 0)   # [2, seq·batch, I_k]
+    for j, g in enumerate(GROUPS[spec.cell]):
+        W2 = b.initializer(f"W2_l{k}_g{j}", np.stack([W[_rows(g, H)].T for W in Ws]))  # [2, I_k, w]
+        xw = b.op("MatMul", [x2, W2])
+        if BATCHED_PROJECTION != "broadcast":                            # [2, seq·batch, w]
+            dims = b.op("Concat", [b.const("lead_2", np.array([2], np.int64)),
+                                   edges["seq_batch_by"][len(g) * H]], axis=0)
+            xw = b.op("Transpose", [b.op("Reshape", [xw, dims])],
+                      perm=[1, 0, 2, 3])                                 # [2, seq, batch, w] → [seq, 2, batch, w]
+        out.append(xw)
+    return out
+
+
+def _layer_batched(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights,
+                   spec: RNNSpec, k: int, edges: dict, y_name: str | None
+                   ) -> tuple[str, dict[str, list[str]]]:
+    """A bidirectional layer as one recurrence over both directions (BATCHED_DIRECTIONS):
+    states [2, batch, ·] (direction 0 forward; 1 reverse, stepping over flip(x)), per step one
+    batched MatMul [2, batch, S] · [2, S, |g|·H] per gate group; the same result as _layer."""
+    cell, H = spec.cell_info, spec.hidden_size
+    Ws = []
+    for d in range(2):
+        W, bias = w.W[d], _hoisted_bias(w, d, spec)                    # [G·H, I_k]
+        Ws.append(W if bias is None else np.concatenate([W, bias[:, None]], axis=1))
+    if w.B is not None:             # the column of ones that carries the bias (_projections)
+        x = b.op("Pad", [x, b.const("pad_one_after", np.array([0, 0, 0, 0, 0, 1], np.int64)),
+                         b.const("one_f", np.array(1.0, np.float32))])   # [seq, batch, I_k + 1]
+    xws = _batched_projections(b, x, _flip(b, x, edges["flip"]), Ws, k, spec, edges)
+    sizes = spec.state_sizes()
+    starts = [init[s] if init[s] is not None                            # [2, batch, ·]
+              else _zeros_state(b, edges["shape"], sizes[s], f"{s}2", lead=2)
+              for s in cell.states]
+    wt: dict = {"R_T": [b.initializer(f"RT2_l{k}_g{j}", np.stack(
+        [w.R[d][_rows(g, H)].T for d in range(2)])) for j, g in enumerate(GROUPS[spec.cell])]}
+    if spec.cell == "gru" and w.B is not None:
+        GH = w.B.shape[1] // 2
+        wt["b_hn"] = b.initializer(f"b_hn2_l{k}", w.B[:, None, GH + 2 * H:].copy())  # [2, 1, H]
+    if w.P is not None:
+        wt["P_T"] = b.initializer(f"PT2_l{k}", np.ascontiguousarray(
+            w.P.transpose(0, 2, 1)))                                    # [2, H, S]
+    masked = edges["masks"] is not None
+    sub = b.child()
+    st = {s: sub.fresh(f"{s}2") for s in cell.states}
+    xw = [sub.fresh(f"xw2_g{j}") for j in range(len(xws))]
+    m = sub.fresh("m2")
+    new = _STEPS[cell.name](sub, xw, st, wt, spec)
+    if masked:      # keep the states where the step is padding; emit zeros there
+        new = {s: sub.op("Add", [st[s], sub.op("Mul", [m, sub.op("Sub", [new[s], st[s]])])])
+               for s in cell.states}
+        h_out = sub.op("Mul", [new["h"], m])
+    else:
+        h_out = new["h"]
+    ys = [sub.op("Gather", [h_out, sub.const(f"dir{d}", np.array(d, np.int64))], axis=0)
+          for d in range(2)]                                            # [batch, S] each
+
+    def vi(name: str, dims: list) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+    groups = GROUPS[spec.cell]
+    body = helper.make_graph(
+        sub.nodes, sub.fresh("scan_body"),
+        [vi(st[s], [2, "batch", sizes[s]]) for s in cell.states]
+        + [vi(n, [2, "batch", len(g) * H]) for n, g in zip(xw, groups)]
+        + ([vi(m, [2, "batch", 1])] if masked else []),
+        [vi(new[s], [2, "batch", sizes[s]]) for s in cell.states]
+        + [vi(n, ["batch", spec.state_size]) for n in ys], initializer=sub.initializers)
+    scan_inputs = list(xws)
+    if masked:
+        if "mask2" not in edges:                                        # [seq, 2, batch, 1]
+            edges["mask2"] = _stacked(b, edges["masks"][:2], 1)
+        scan_inputs.append(edges["mask2"])
+    finals = {s: [b.fresh(f"{s}T_l{k}")] for s in cell.states}          # [2, batch, ·]
+    edges["stacked"].update(f for fs in finals.values() for f in fs)
+    y_f, y_b = b.fresh(f"y_l{k}_d0"), b.fresh(f"y_l{k}_d1")
+    b.node("Scan", starts + scan_inputs, [finals[s][0] for s in cell.states] + [y_f, y_b],
+           body=body, num_scan_inputs=len(scan_inputs))
+    y = b.op("Concat", [y_f, _flip(b, y_b, edges["flip"])], y_name, axis=2)  # [seq, batch, 2·S]
+    return y, finals
+
+
+def _stack_finals(b: GraphBuilder, finals: list[str], name: str, stacked: set[str]) -> None:
+    """per direction [batch, ·] (or, named in `stacked`, per layer [2, batch, ·]) →
+    [layers·dirs, batch, ·]."""
     axes0 = b.const("axes0", np.array([0], np.int64))
     if len(finals) == 1:
-        b.op("Unsqueeze", [finals[0], axes0], name)
+        b.op("Identity" if finals[0] in stacked else "Unsqueeze",
+             [finals[0]] + ([] if finals[0] in stacked else [axes0]), name)
     else:
-        b.op("Concat", [b.op("Unsqueeze", [f, axes0]) for f in finals], name, axis=0)
+        b.op("Concat", [f if f in stacked else b.op("Unsqueeze", [f, axes0]) for f in finals],
+             name, axis=0)
 
 
 def lower_rnn_scan(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *, x: str,
@@ -301,7 +417,7 @@ def lower_rnn_scan(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *
     edges = {"seq_batch_by": seq_batch_by,
              "zeros": {s: _zeros_state(b, shape, sizes[s], s) for s in cell.states
                        if given[s] is None},
-             "masks": None, "flip": flip}
+             "masks": None, "flip": flip, "shape": shape, "stacked": set()}
     if seq_lens:
         mask = _mask(b, shape, seq_lens)
         edges["masks"] = [mask, _flip(b, mask, flip)] if spec.bidirectional else [mask]
@@ -317,4 +433,4 @@ def lower_rnn_scan(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *
         b.op("Transpose", [x], out, perm=[1, 0, 2])            # [seq, batch, ·] → [batch, seq, ·]
     names = {"h": h_n, "c": c_n}
     for s in cell.states:
-        _stack_finals(b, finals[s], names[s])
+        _stack_finals(b, finals[s], names[s], edges["stacked"])
