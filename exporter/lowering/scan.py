@@ -103,11 +103,21 @@ def _split(sub: GraphBuilder, t: str, sizes: list[int]) -> list[str]:
 def _gate(sub: GraphBuilder, acts: list[str], xw: str, h: str, R_T: str, H: int) -> list[str]:
     """acts[j](xw + h·R_gᵀ) for one gate group [batch, |g|·H], split into its gates [batch, H].
     With one activation for the whole group, MatMul + Add + activation is what onnxruntime
-    fuses into one Gemm per step; mixed activations split first."""
+    fuses into one Gemm per step; mixed activations split first into runs of one activation
+    each (LSTM's i, o, f | c̃: one Sigmoid over three gates, one Tanh)."""
     pre = sub.op("Add", [xw, sub.op("MatMul", [h, R_T])])
-    if len(set(acts)) == 1:
+    runs: list[list] = []                                   # [activation, gates in the run]
+    for a in acts:
+        if runs and runs[-1][0] == a:
+            runs[-1][1] += 1
+        else:
+            runs.append([a, 1])
+    if len(runs) == 1:
         return _split(sub, sub.op(acts[0], [pre]), [H] * len(acts))
-    return [sub.op(a, [p]) for a, p in zip(acts, _split(sub, pre, [H] * len(acts)))]
+    gates: list[str] = []
+    for (a, n), part in zip(runs, _split(sub, pre, [n * H for _, n in runs])):
+        gates += _split(sub, sub.op(a, [part]), [H] * n)
+    return gates
 
 
 def _rnn_step(sub: GraphBuilder, xw: list[str], st: dict, wt: dict, spec: RNNSpec) -> dict:
