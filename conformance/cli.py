@@ -176,12 +176,24 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--onnxscript", default="", metavar="V1,V2",
                      help="also judge torch-dynamo with these onnxscript releases, each "
                           "installed once into the versions cache (torch-dynamo@onnxscript=V)")
+    exp.add_argument("--onnxscript-torch", default="", metavar="V",
+                     help="export the --onnxscript releases with this torch release (installed "
+                          "once into the versions cache): torch.onnx of torch ≥ 2.11 cannot "
+                          "import onnxscript < 0.6, torch 2.10's imports them all")
     exp.add_argument("--torch", default="", metavar="V1,V2",
                      help="also judge torch-dynamo and torch-legacy exporting with these torch "
                           "releases, each installed once into the versions cache "
                           "(…@torch=V; the installed torch still computes the truth)")
     _add_common(exp)
     exp.set_defaults(func=_cmd_exporters, runtimes="ort-cpu")
+
+    tr = sub.add_parser("torch-releases", help="write the torch releases this project was "
+                                               "tested with (docs/versions.md's block)",
+                        description="Render conformance/torch_releases.toml into the "
+                                    "torch-releases:begin/end block of a Markdown file.")
+    tr.add_argument("-o", "--output", type=Path, default=Path("docs/versions.md"),
+                    help="the file whose block to rewrite (default docs/versions.md)")
+    tr.set_defaults(func=_cmd_torch_releases)
 
     bench = sub.add_parser("bench", help="latency on onnxruntime CPU vs torch eager, per lowering",
                            description="Measure torch eager and each lowering on onnxruntime CPU "
@@ -459,9 +471,24 @@ def _cmd_support(args: argparse.Namespace) -> int:
         print(f"not writing {args.output}: {', '.join(missing)} unavailable here (install "
               "them, drop them from --runtimes, or pass --allow-unavailable)")
         return 1
-    atomic_write(args.output, support_markdown(cells, reports, command).encode())
+    md = support_markdown(cells, reports, command)
+    from .support import TORCH_RELEASES_BLOCK, torch_releases_markdown
+    if args.output.is_file() and TORCH_RELEASES_BLOCK[0] in args.output.read_text():
+        begin, end = TORCH_RELEASES_BLOCK          # the versions page keeps its torch table
+        md += f"\n{begin}\n{torch_releases_markdown()}{end}\n"
+    atomic_write(args.output, md.encode())
     print(f"wrote {args.output}")
     return rc
+
+
+def _cmd_torch_releases(args: argparse.Namespace) -> int:
+    from .support import TORCH_RELEASES_BLOCK, replace_block, torch_releases_markdown
+
+    if not args.output.is_file():
+        raise ExportError(f"{args.output}: not a file")
+    replace_block(args.output, *TORCH_RELEASES_BLOCK, torch_releases_markdown(), append=True)
+    print(f"wrote the torch releases block of {args.output}")
+    return 0
 
 
 def _cmd_exporters(args: argparse.Namespace) -> int:
@@ -472,8 +499,9 @@ def _cmd_exporters(args: argparse.Namespace) -> int:
     args.select, args.shard, args.vectors = None, None, None
     releases = [v.strip() for v in args.onnxscript.split(",") if v.strip()]
     torches = [v.strip() for v in args.torch.split(",") if v.strip()]
+    with_torch = f"@torch={args.onnxscript_torch}" if args.onnxscript_torch else ""
     args.exporters = ",".join(["ours", "torch-dynamo", "torch-legacy",
-                               *(f"torch-dynamo@onnxscript={v}" for v in releases),
+                               *(f"torch-dynamo{with_torch}@onnxscript={v}" for v in releases),
                                *(f"{e}@torch={v}" for v in torches
                                  for e in ("torch-dynamo", "torch-legacy"))])
     from .exporters import exporter_names
@@ -484,6 +512,7 @@ def _cmd_exporters(args: argparse.Namespace) -> int:
     cells, reports = load_reports([args.report_dir / "report.json"])
     command = (f"python -m conformance exporters --matrix {args.matrix} --runtimes {args.runtimes}"
                + (f" --onnxscript {','.join(releases)}" if releases else "")
+               + (f" --onnxscript-torch {args.onnxscript_torch}" if with_torch else "")
                + (f" --torch {','.join(torches)}" if torches else ""))
     md = exporters_markdown(cells, reports, command)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """A torch.onnx export at a pinned release, in a process of its own:
 `python -m conformance.export_child JSON`, started by exporters._pinned_export with the
-release's cache folder (versions.exporter_site) first on PYTHONPATH, so the rest of the run
-keeps the installed onnxscript and torch. JSON: {"exporter", "site", "package", "version",
-"spec", "seed", "state", "with_h0", "seq_lens", "path", "opset"}; "state" is a state dict saved
+releases' cache folders (versions.exporter_sites) first on PYTHONPATH, so the rest of the run
+keeps the installed onnxscript and torch. JSON: {"exporter", "sites", "pins" (package →
+folder, → version), "spec", "seed", "state", "with_h0", "seq_lens", "path", "opset"}; "state" is a state dict saved
 by the parent (loaded with weights_only=True). Prints {"seconds", "onnxscript", "torch"}; a
 failure is one line on stderr, exit 2."""
 from __future__ import annotations
@@ -26,8 +26,9 @@ def _check_release(module, package: str, site: str, version: str) -> None:
 
 def main(argv: list[str]) -> int:
     job = json.loads(argv[0])
-    if job["site"] not in sys.path:                 # PYTHONPATH put it first; run by hand too
-        sys.path.insert(0, job["site"])
+    for site in reversed(list(job["sites"].values())):   # PYTHONPATH put them first; by hand too
+        if site not in sys.path:
+            sys.path.insert(0, site)
     from exporter.errors import ExportError
     from exporter.spec import RNNSpec
 
@@ -39,8 +40,9 @@ def main(argv: list[str]) -> int:
         onnxscript = None
         if job["exporter"] == "torch-dynamo":
             import onnxscript
-        pinned = {"torch": torch, "onnxscript": onnxscript}[job["package"]]
-        _check_release(pinned, job["package"], job["site"], job["version"])
+        for package, version in job["pins"].items():
+            _check_release({"torch": torch, "onnxscript": onnxscript}[package], package,
+                           job["sites"][package], version)
         spec = RNNSpec.from_kwargs(json.loads(job["spec"]))
         module = spec.build_module(seed=job["seed"])
         module.load_state_dict(torch.load(job["state"], weights_only=True))

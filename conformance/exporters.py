@@ -11,6 +11,8 @@
                    the same with that torch release: the child process imports it from the
                    cache and exports a module holding the weights the truth was computed with
                    (the installed torch computes the truth; only the export changes release)
+    torch-dynamo@torch=VERSION@onnxscript=VERSION
+                   both pinned (onnxscript before 0.6 imports only under torch ≤ 2.10)
 
 torch.onnx exports a small wrapper with the graph contract's names and order (input, h_0[,
 c_0][, sequence_lens] → output, h_n[, c_n]); with sequence_lens it runs torch's own packed
@@ -38,15 +40,17 @@ EXAMPLE_BATCH, EXAMPLE_SEQ = 2, 5
 
 
 def exporter_names(text: str) -> list[str]:
-    """The --exporters list: ours, torch-dynamo, torch-legacy, torch-dynamo@onnxscript=V."""
+    """The --exporters list: ours, torch-dynamo, torch-legacy, each torch.onnx one with pins
+    (torch-dynamo@onnxscript=V, …@torch=V, both)."""
     from .versions import split_exporter
 
     names = [n.strip() for n in text.split(",") if n.strip()]
     bad = [n for n in names if split_exporter(n)[0] not in EXPORTERS]
     if not names or bad or len(set(names)) != len(names):
         raise ExportError(f"--exporters takes a comma-separated list of {', '.join(EXPORTERS)}, "
-                          "torch-dynamo@onnxscript=VERSION or torch-dynamo|torch-legacy"
-                          f"@torch=VERSION (each once); got {text!r}")
+                          "torch-dynamo@onnxscript=VERSION, torch-dynamo|torch-legacy"
+                          "@torch=VERSION, or both pins joined by @ (each exporter once); "
+                          f"got {text!r}")
     return names
 
 
@@ -55,11 +59,11 @@ def exporter_version(exporter: str) -> str | None:
     (what version-scoped divergences match on)."""
     from .versions import split_exporter
 
-    base, package, version = split_exporter(exporter)
+    base, pins = split_exporter(exporter)
     if base != "torch-dynamo":
         return None
-    if package == "onnxscript":
-        return version
+    if "onnxscript" in pins:
+        return pins["onnxscript"]
     try:
         import onnxscript
         return onnxscript.__version__
@@ -71,11 +75,11 @@ def exporter_torch(exporter: str) -> str | None:
     """The torch release behind a torch.onnx file: the pinned one, or the installed."""
     from .versions import split_exporter
 
-    base, package, version = split_exporter(exporter)
+    base, pins = split_exporter(exporter)
     if base not in TORCH_EXPORTERS:
         return None
-    if package == "torch":
-        return version
+    if "torch" in pins:
+        return pins["torch"]
     import torch
     return torch.__version__
 
@@ -94,17 +98,18 @@ def _pinned_export(exporter: str, module: Any, spec: RNNSpec, seed: int, with_h0
 
     import torch
 
-    from .versions import ensure_exporter, exporter_site, split_exporter
+    from .versions import ensure_exporter, exporter_sites, split_exporter
 
     ensure_exporter(exporter, log=lambda *_: None)
-    base, package, version = split_exporter(exporter)
+    base, pins = split_exporter(exporter)
+    sites = {p: str(site) for p, site in exporter_sites(exporter).items()}
     state = path.with_name(f".{path.name}.state.pt")
     torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, state)
     job = {"exporter": base, "spec": spec.to_json(), "seed": seed, "with_h0": with_h0,
            "seq_lens": seq_lens, "path": str(path), "opset": opset, "state": str(state),
-           "site": str(exporter_site(exporter)), "package": package, "version": version}
+           "sites": sites, "pins": pins}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [job["site"], *filter(None, [os.environ.get("PYTHONPATH")])])}
+        [*sites.values(), *filter(None, [os.environ.get("PYTHONPATH")])])}
     try:
         r = subprocess.run([sys.executable, "-m", "conformance.export_child", json.dumps(job)],
                            capture_output=True, text=True, timeout=900, env=env)

@@ -127,9 +127,13 @@ def _summary(cells: list[dict]) -> str:
         bad = [c for c in ran if c["observed"] == observed]
         if bad:
             ids = sorted({c["divergence"]["id"] for c in bad if c.get("divergence")})
+            unknown = sum(1 for c in bad if not c.get("divergence"))
             mark = "❌" if observed == "fail" else "⛔"
+            # cells no entry explains are never hidden behind the ids of those one does
             parts.append(f"{mark} {len(bad)} {_WHAT[observed]}"
-                         + (f" [{', '.join(ids)}]" if ids else " (no known divergence!)"))
+                         + (f" [{', '.join(ids)}]" if ids else "")
+                         + ("" if not unknown else " (no known divergence!)" if not ids
+                            else f" ({unknown} of them with no known divergence!)"))
     return "<br>".join(parts)
 
 
@@ -280,9 +284,9 @@ def exporters_markdown(cells: list[dict], reports: list[dict], command: str) -> 
     def release(exporter: str, group: list[dict]) -> str:
         """A torch.onnx row's releases beside its name: torch when pinned (the header names
         the installed one), onnxscript for torch-dynamo (pinned or installed)."""
-        base, _, pin = exporter.partition("@")
+        base = exporter.partition("@")[0]
         parts = ([f"torch {', '.join(releases(group, 'exporter_torch'))}"]
-                 if pin.startswith("torch=") else [])
+                 if "@torch=" in exporter else [])
         if releases(group, "onnxscript"):
             parts.append(f"onnxscript {', '.join(releases(group, 'onnxscript'))}")
         return f"{base} ({', '.join(parts)})" if parts else exporter
@@ -320,12 +324,43 @@ def exporters_markdown(cells: list[dict], reports: list[dict], command: str) -> 
     return "\n".join(lines) + "\n"
 
 
-def replace_block(path: Path, begin: str, end: str, block: str) -> None:
-    """Rewrite the text between two marker lines of a file (a README's generated block)."""
+def replace_block(path: Path, begin: str, end: str, block: str, append: bool = False) -> None:
+    """Rewrite the text between two marker lines of a file (a README's generated block),
+    atomically; `append`: a file without the block gets it at its end."""
     import re
+
+    from exporter.files import atomic_write
 
     text = path.read_text()
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise ValueError(f"{path} has no {begin} … {end} block")
-    path.write_text(pattern.sub(lambda _: f"{begin}\n{block}{end}", text))
+        if not append:
+            raise ValueError(f"{path} has no {begin} … {end} block")
+        text = text.rstrip("\n") + f"\n\n{begin}\n{end}\n"
+    atomic_write(path, pattern.sub(lambda _: f"{begin}\n{block}{end}", text).encode())
+
+
+TORCH_RELEASES_BLOCK = ("<!-- torch-releases:begin -->", "<!-- torch-releases:end -->")
+
+
+def torch_releases() -> list[dict]:
+    """conformance/torch_releases.toml: the torch releases this project was run on."""
+    import tomllib
+
+    return tomllib.loads((Path(__file__).parent / "torch_releases.toml").read_text())["release"]
+
+
+def torch_releases_markdown() -> str:
+    """The torch releases table (docs/versions.md), from conformance/torch_releases.toml."""
+    mark = {"pass": "✅ passed", "fail": "❌ failed"}
+    lines = ["## torch releases", "",
+             "The torch releases this project was run on (conformance/torch_releases.toml; "
+             "`python -m conformance torch-releases` writes this block). pyproject.toml allows "
+             "the passing ones; CI runs the pinned one in constraints.txt. Which files "
+             "torch.onnx itself writes at each release: [docs/exporters.md](exporters.md) "
+             "(`--exporters torch-dynamo@torch=V`).", "",
+             "| torch | build | result | what ran | notes |", "|---|---|---|---|---|"]
+    for r in torch_releases():
+        lines.append(f"| {r['torch']} | {r['build']} | {mark[r['result']]} | {r['suite']} | "
+                     f"{r['notes'] or '–'} |")
+    return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ from exporter.errors import ExportError
 
 __all__ = ["VERSIONED", "pinned", "base_of", "split_name", "cache_root", "site_for",
            "ensure_installed", "version_problem", "NPM_PACKAGES", "EXPORTER_PACKAGES", "split_exporter",
-           "exporter_site", "ensure_exporter", "same_release"]
+           "exporter_sites", "ensure_exporter", "same_release"]
 
 # runtime → the package its adapter imports (the adapters that can take @VERSION): from PyPI,
 # or from npm for the Node.js harness (NPM_PACKAGES)
@@ -195,7 +195,9 @@ def _install(package: str, version: str, site: Path, log=print, deps: bool = Fal
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# ---- exporters at a pinned release: `torch-dynamo@onnxscript=0.7.0`, `torch-legacy@torch=2.14.1`
+# ---- exporters at pinned releases: `torch-dynamo@onnxscript=0.7.0`, `torch-legacy@torch=2.14.1`,
+# `torch-dynamo@torch=2.10.0@onnxscript=0.5.7` (torch.onnx of torch ≥ 2.11 imports no onnxscript
+# before 0.6; torch 2.10's imports them all)
 
 # the torch.onnx exporter → the packages whose release can be pinned for it
 EXPORTER_PACKAGES = {"torch-dynamo": ("onnxscript", "torch"), "torch-legacy": ("torch",)}
@@ -207,42 +209,43 @@ _INSTALL = {"onnxscript": {"deps": True, "keep": ("onnxscript", "onnx_ir")},
             "torch": {"deps": True, "keep": None}}
 
 
-def split_exporter(name: str) -> tuple[str, str | None, str | None]:
-    """"torch-dynamo@onnxscript=0.7.0" → ("torch-dynamo", "onnxscript", "0.7.0"),
-    "torch-legacy@torch=2.14.1" → ("torch-legacy", "torch", "2.14.1"); a plain name →
-    (name, None, None). Bad strings are one-line errors."""
-    if "@" not in name:
-        return name, None, None
-    base, _, pin = name.partition("@")
-    package, eq, version = pin.partition("=")
-    if base not in EXPORTER_PACKAGES or package not in EXPORTER_PACKAGES[base] or not eq:
-        allowed = ", ".join(f"{b}@{p}=VERSION" for b, ps in EXPORTER_PACKAGES.items()
-                            for p in ps)
-        raise ExportError(f"{name}: a pinned exporter is written {allowed}")
-    try:
-        Version(version)
-    except InvalidVersion:
-        raise ExportError(f"{name}: {version!r} is not a version") from None
-    return base, package, version
+def split_exporter(name: str) -> tuple[str, dict[str, str]]:
+    """"torch-dynamo@onnxscript=0.7.0" → ("torch-dynamo", {"onnxscript": "0.7.0"}),
+    "torch-dynamo@torch=2.10.0@onnxscript=0.5.7" → both pinned; a plain name → (name, {}).
+    Bad strings are one-line errors."""
+    base, *pins = name.split("@")
+    allowed = ", ".join(f"{b}@{p}=VERSION" for b, ps in EXPORTER_PACKAGES.items() for p in ps)
+    found: dict[str, str] = {}
+    for pin in pins:
+        package, eq, version = pin.partition("=")
+        if (base not in EXPORTER_PACKAGES or package not in EXPORTER_PACKAGES[base] or not eq
+                or package in found):
+            raise ExportError(f"{name}: a pinned exporter is written {allowed} (each package "
+                              "once, pins joined by @)")
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise ExportError(f"{name}: {version!r} is not a version") from None
+        found[package] = version
+    return base, found
 
 
-def exporter_site(name: str) -> Path | None:
-    """The folder a pinned exporter's export process imports first (None for a plain name)."""
-    _, package, version = split_exporter(name)
-    if package is None:
-        return None
-    return cache_root() / "exporters" / f"{package}-{version}"
+def exporter_sites(name: str) -> dict[str, Path]:
+    """package → the cache folder a pinned exporter's export process imports it from (first on
+    its path); empty for a plain name."""
+    return {package: cache_root() / "exporters" / f"{package}-{version}"
+            for package, version in split_exporter(name)[1].items()}
 
 
 def ensure_exporter(name: str, log=print) -> None:
-    """Install a pinned exporter's package once into the cache (_INSTALL: what comes with it)."""
-    site = exporter_site(name)
-    if site is None:
-        return
-    _, package, version = split_exporter(name)
-    if site.is_dir():
-        if not _installed_here(site, package, version):
-            raise ExportError(f"{name}: the cache folder {site} is incomplete (no {package} "
-                              f"{version} .dist-info in it): remove it to reinstall")
-        return
-    _install(package, version, site, log, **_INSTALL[package])
+    """Install a pinned exporter's packages once into the cache (_INSTALL: what comes with
+    each)."""
+    pins = split_exporter(name)[1]
+    for package, site in exporter_sites(name).items():
+        version = pins[package]
+        if site.is_dir():
+            if not _installed_here(site, package, version):
+                raise ExportError(f"{name}: the cache folder {site} is incomplete (no {package} "
+                                  f"{version} .dist-info in it): remove it to reinstall")
+            continue
+        _install(package, version, site, log, **_INSTALL[package])

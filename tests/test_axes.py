@@ -154,19 +154,22 @@ def test_openvino_static_scan_rnn_body_is_a_known_divergence_lstm_scan_is_exact(
 
 def test_pinned_exporter_names_are_checked():
     from conformance.exporters import exporter_names
-    from conformance.versions import exporter_site, split_exporter
+    from conformance.versions import exporter_sites, split_exporter
 
-    assert split_exporter("torch-dynamo@onnxscript=0.7.0") == ("torch-dynamo", "onnxscript",
-                                                               "0.7.0")
-    assert split_exporter("torch-dynamo") == ("torch-dynamo", None, None)
-    assert exporter_site("torch-dynamo@onnxscript=0.7.0").name == "onnxscript-0.7.0"
+    assert split_exporter("torch-dynamo@onnxscript=0.7.0") == ("torch-dynamo",
+                                                               {"onnxscript": "0.7.0"})
+    assert split_exporter("torch-dynamo") == ("torch-dynamo", {})
+    assert exporter_sites("torch-dynamo@onnxscript=0.7.0")["onnxscript"].name == "onnxscript-0.7.0"
     assert exporter_names("ours,torch-dynamo@onnxscript=0.7.1") == [
         "ours", "torch-dynamo@onnxscript=0.7.1"]
-    assert split_exporter("torch-legacy@torch=2.14.1") == ("torch-legacy", "torch", "2.14.1")
-    assert exporter_site("torch-dynamo@torch=2.15.0").name == "torch-2.15.0"
+    assert split_exporter("torch-legacy@torch=2.14.1") == ("torch-legacy", {"torch": "2.14.1"})
+    both = "torch-dynamo@torch=2.10.0@onnxscript=0.5.7"
+    assert split_exporter(both) == ("torch-dynamo", {"torch": "2.10.0", "onnxscript": "0.5.7"})
+    assert [p.name for p in exporter_sites(both).values()] == ["torch-2.10.0", "onnxscript-0.5.7"]
     for bad in ("torch-legacy@onnxscript=0.7.0", "torch-dynamo@onnxscript=x.y",
                 "torch-dynamo@onnx=1.2", "torch-dynamo@onnxscript", "ours@torch=2.13.0",
-                "torch-legacy@torch=two", "torch-legacy@torch"):
+                "torch-legacy@torch=two", "torch-legacy@torch",
+                "torch-dynamo@torch=2.14.1@torch=2.15.0", "torch-legacy@torch=2.14.1@onnxscript=0.7.1"):
         with pytest.raises(ExportError):
             exporter_names(bad)
 
@@ -212,8 +215,8 @@ def test_onnxscript_releases_judged_side_by_side(tmp_path, monkeypatch):
     assert [p.labels["onnxscript"] for p in prepared] == ["0.7.0", "0.7.1"]
     judged = {c["exporter"]: c for c in execute(prepared, ["ort-cpu"]).cells}
     bad, good = judged[exporters[0]], judged[exporters[1]]
-    assert good["status"] == "pass"
-    assert bad["status"] == "xfail" and bad["observed"] == "fail"
+    assert good["status"] == "pass", good.get("message")
+    assert bad["status"] == "xfail" and bad["observed"] == "fail", bad.get("message")
     assert bad["divergence"]["id"] == "onnxscript-gru-linear-before-reset"
     assert bad["max_abs_err"] > 0.05
     plain = {c["exporter"]: c for c in execute(prepared, ["ort-cpu"], divergences=[]).cells}

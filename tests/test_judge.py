@@ -367,3 +367,18 @@ def test_compare_keeps_judging_after_a_missing_output_and_names_shapes():
 def test_feed_features_of_a_two_dimensional_input():
     lens = np.array([4, 3], np.int32)
     assert "padded" in feed_features({"input": np.zeros((4, 2)), "sequence_lens": lens})
+
+
+def test_a_table_cell_never_hides_unexplained_cells_behind_known_ones():
+    """Of three cells that did not export, one explained by a reviewed entry: the summary
+    names the entry and says the other two have none."""
+    from conformance.support import _summary
+
+    entry = {"id": "torch-dynamo-packed-sequence"}
+    cells = [{"status": "xfail", "observed": "unexported", "divergence": entry}] + [
+        {"status": "unexported", "observed": "unexported"} for _ in range(2)]
+    text = _summary(cells)
+    assert "3 not exported [torch-dynamo-packed-sequence]" in text
+    assert "2 of them with no known divergence!" in text
+    assert "(no known divergence!)" in _summary(cells[1:])
+    assert "no known" not in _summary(cells[:1])

@@ -172,3 +172,38 @@ def test_readme_deployment_code_is_the_code_ci_runs():
                          None)
             assert found is not None, f"README's block from {path}: {line.strip()!r} not there (in order)"
             at = found + 1
+
+
+def test_torch_range_and_versions_doc_follow_the_tested_releases(tmp_path):
+    """pyproject's torch range spans exactly the releases conformance/torch_releases.toml
+    records as passing, and docs/versions.md's block is that file rendered."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from conformance.support import TORCH_RELEASES_BLOCK, torch_releases, torch_releases_markdown
+
+    root = ROOT
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    spec = next(Requirement(d).specifier for d in deps if Requirement(d).name == "torch")
+    releases = torch_releases()
+    passed = [Version(r["torch"]) for r in releases if r["result"] == "pass"]
+    failed = [Version(r["torch"]) for r in releases if r["result"] == "fail"]
+    assert passed and all(v in spec for v in passed)
+    assert not any(v in spec for v in failed)
+    pinned = next(line.split("==")[1].strip() for line in
+                  (root / "constraints.txt").read_text().splitlines()
+                  if line.startswith("torch=="))
+    assert Version(pinned) in passed
+    begin, end = TORCH_RELEASES_BLOCK
+    doc = (root / "docs" / "versions.md").read_text()
+    assert f"{begin}\n{torch_releases_markdown()}{end}" in doc
+    # the command writes the block into a page that has none, and rewrites it in place
+    page = tmp_path / "v.md"
+    page.write_text("# Versions\n")
+    assert conformance_main(["torch-releases", "-o", str(page)]) == 0
+    once = page.read_text()
+    assert once.startswith("# Versions\n") and torch_releases_markdown() in once
+    assert conformance_main(["torch-releases", "-o", str(page)]) == 0
+    assert page.read_text() == once
