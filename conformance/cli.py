@@ -95,8 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--exporters", default="ours", metavar="A,B",
                      help="who exports each case: ours (default), torch-dynamo "
                           "(torch.onnx.export(dynamo=True) with dynamic batch and sequence), "
-                          "torch-legacy (the TorchScript exporter with dynamic_axes); torch's "
-                          "take seconds per model: combine with the smoke matrix or --select")
+                          "torch-legacy (the TorchScript exporter with dynamic_axes); pinned "
+                          "releases: torch-dynamo@onnxscript=V, torch-dynamo|torch-legacy"
+                          "@torch=V, torch-dynamo@torch=V@onnxscript=W (installed once into "
+                          "the versions cache); torch's take seconds per model: combine with "
+                          "the smoke matrix or --select")
     _add_common(run)
     run.set_defaults(func=_cmd_run)
 

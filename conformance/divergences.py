@@ -27,7 +27,7 @@ STATUS_FOR_KIND = {"wrong-result": "fail", "refusal": "unsupported", "crash": "e
                    "export-failure": "unexported"}
 _FIELDS = ("id", "runtime", "versions", "features", "kind", "summary", "repro", "citation",
            "reviewed")
-_OPTIONAL = ("unless", "exporters", "exporter_versions", "computes")
+_OPTIONAL = ("unless", "exporters", "exporter_versions", "exporter_torch", "computes")
 
 
 def _globs(value: str | list | tuple) -> tuple[str, ...]:
@@ -57,6 +57,8 @@ class Divergence:
     computes: str = ""
     # PEP 440 range of the exporter's release (torch-dynamo: onnxscript's) the entry covers
     exporter_versions: str = ""
+    # PEP 440 range of the torch release that wrote the file (torch.onnx's; labels.exporter_torch)
+    exporter_torch: str = ""
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -68,16 +70,14 @@ class Divergence:
         return tuple(STATUS_FOR_KIND[k] for k in self.kinds)
 
     def applies(self, runtime: str, version: str | None, features: Set[str],
-                exporter: str = "ours", exporter_version: str | None = None) -> bool:
+                exporter: str = "ours", exporter_version: str | None = None,
+                exporter_torch: str | None = None) -> bool:
         base = exporter.partition("@")[0]        # torch-dynamo@onnxscript=0.7.0 is torch-dynamo
         if not any(fnmatch.fnmatchcase(base, pat) for pat in self.exporters):
             return False
-        if self.exporter_versions:
-            try:
-                if exporter_version is None or Version(exporter_version) not in SpecifierSet(
-                        self.exporter_versions):
-                    return False
-            except InvalidVersion:
+        for spec, value in ((self.exporter_versions, exporter_version),
+                            (self.exporter_torch, exporter_torch)):
+            if spec and not _in_range(value, spec):
                 return False
         if not any(fnmatch.fnmatchcase(runtime, pat) for pat in _globs(self.runtime)):
             return False
@@ -87,6 +87,14 @@ class Divergence:
             return version is not None and Version(version) in SpecifierSet(self.versions)
         except InvalidVersion:
             return False
+
+
+def _in_range(value: str | None, spec: str) -> bool:
+    """Whether a release (None: unknown) lies in a PEP 440 range."""
+    try:
+        return value is not None and Version(value) in SpecifierSet(spec)
+    except InvalidVersion:
+        return False
 
 
 def _entry(raw: dict, where: str) -> Divergence:
@@ -99,9 +107,11 @@ def _entry(raw: dict, where: str) -> Divergence:
     try:
         SpecifierSet(raw["versions"])
         SpecifierSet(raw.get("exporter_versions", ""))
+        SpecifierSet(raw.get("exporter_torch", ""))
     except InvalidSpecifier:
         raise ExportError(f"{where}: bad version specifier {raw['versions']!r} / "
-                          f"{raw.get('exporter_versions')!r}") from None
+                          f"{raw.get('exporter_versions')!r} / "
+                          f"{raw.get('exporter_torch')!r}") from None
     computes = raw.get("computes", "")
     if "wrong-result" in _globs(raw["kind"]) and computes not in (*MISTAKES, UNKNOWN):
         raise ExportError(f"{where}: a wrong-result entry says what the runtime computes "
@@ -140,8 +150,8 @@ def load_divergences(path: Path = DIVERGENCES_FILE) -> list[Divergence]:
 
 
 def match(entries: list[Divergence], runtime: str, version: str | None,
-          features: Set[str], exporter: str = "ours", exporter_version: str | None = None
-          ) -> Divergence | None:
+          features: Set[str], exporter: str = "ours", exporter_version: str | None = None,
+          exporter_torch: str | None = None) -> Divergence | None:
     """The first entry that applies to this cell, if any (so narrower entries go first)."""
-    return next((e for e in entries
-                 if e.applies(runtime, version, features, exporter, exporter_version)), None)
+    return next((e for e in entries if e.applies(runtime, version, features, exporter,
+                                                 exporter_version, exporter_torch)), None)

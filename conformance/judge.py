@@ -82,7 +82,7 @@ def judge_cell(p: Prepared, runtime: str, info: dict, outcome: Outcome | None,
     # no runtime ran it, so no runtime's divergence can explain it
     candidates = [e for e in divergences if ("export-failure" in e.kinds) == p.unexported]
     entry = match(candidates, base_name(runtime), info.get("version"), p.features(), p.exporter,
-                  p.labels.get("onnxscript"))
+                  p.labels.get("onnxscript"), p.labels.get("exporter_torch"))
     proof = None
     # a streamed case's runtime answer depends on its own earlier chunks: no single rerun
     # replays it, so no proof is made and a wrong result stays `fail`

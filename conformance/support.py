@@ -279,7 +279,10 @@ def exporters_markdown(cells: list[dict], reports: list[dict], command: str) -> 
             continue
         groups.setdefault((c.get("exporter", "ours"), labels.get("cell", "rnn")), []).append(c)
     def releases(group: list[dict], label: str) -> list[str]:
-        return sorted({(c.get("labels") or {}).get(label) for c in group} - {None})
+        found = sorted({(c.get("labels") or {}).get(label) for c in group} - {None})
+        # a pin ("2.14.1", on cells whose export failed) and the release the export process
+        # imported ("2.14.1+cu130") are one release: keep the more precise name
+        return [v for v in found if not any(o != v and o.split("+")[0] == v for o in found)]
 
     def release(exporter: str, group: list[dict]) -> str:
         """A torch.onnx row's releases beside its name: torch when pinned (the header names

@@ -2,15 +2,19 @@
 
     python scripts/perf_variants.py directions [--threads 1,2]   # bidirectional layers
     python scripts/perf_variants.py batch1 [--threads 1,2]       # the batch-1 LSTM
+    python scripts/perf_variants.py floors [--threads 1,2]       # misses vs their GEMMs alone
 
 directions: each bidirectional bench target shape, per cell, the scan lowering with the two
 directions as two recurrences in one Scan (today), and as one batched recurrence over a
-[2, batch, ·] state (exporter/lowering/scan.py BATCHED_DIRECTIONS) with its projections
-built either way (BATCHED_PROJECTION "broadcast" / "transpose").
+[2, batch, ·] state (exporter/lowering/scan.py BATCHED_DIRECTIONS).
 batch1: nn.LSTM (64, 128, 1, 1, 1, 100): the LSTM op (rnn lowering), the scan lowering with
 each gate grouping, an input projection folded into the step ([x_t, h]·[W; R]ᵀ, built here),
 onnxruntime session options, and the floors: a Scan whose body is only h·Rᵀ (the per-step
-GEMV with the loop around it), and the same 100 GEMVs as one torch loop.
+GEMV with the loop around it), the same 100 GEMVs as a torch loop, and as a numpy loop less
+the loop's own cost (100 1×1 products): the GEMV alone.
+floors: each nn.LSTM / nn.GRU row of docs/perf/bench.json that missed its target, against the
+time the shape's GEMMs alone take in torch (MKL), less the cost of issuing the calls, and on
+onnxruntime as the scan lowering stripped to its GEMMs (projection Gemm + a Scan of h·R).
 
 Every variant timed in blocks, two rounds, lowest round median (conformance/bench.py
 _timed); printed as ms and as a ratio to the first variant of its row. No assertion: the
@@ -79,12 +83,8 @@ def directions(threads: list[int], warmup: int, repeats: int) -> None:
                 _, module, feeds, torch_forward = _case(shape, n)
                 on = dict(scan.BATCHED_DIRECTIONS, **{cell: True})
                 off = dict(scan.BATCHED_DIRECTIONS, **{cell: False})
-                models = {
-                    "separate": _scan_model(module, BATCHED_DIRECTIONS=off),
-                    "batched-broadcast": _scan_model(module, BATCHED_DIRECTIONS=on,
-                                                     BATCHED_PROJECTION="broadcast"),
-                    "batched-transpose": _scan_model(module, BATCHED_DIRECTIONS=on,
-                                                     BATCHED_PROJECTION="transpose")}
+                models = {"separate": _scan_model(module, BATCHED_DIRECTIONS=off),
+                          "batched": _scan_model(module, BATCHED_DIRECTIONS=on)}
                 fns: dict[str, Callable[[], Any]] = {}
                 for k, m in models.items():
                     sess = _session(m, n)
@@ -204,17 +204,128 @@ def batch1(threads: list[int], warmup: int, repeats: int) -> None:
         fns["floor: 100 torch h·R"] = torch_gemvs
         fns["torch"] = torch_forward
         _print_row(shape.label, n, _timed(fns, warmup, repeats))
+        print(f"  floor: one GEMV [1, 128]·[128, 512] alone (numpy's BLAS): "
+              f"{_numpy_gemv_us(warmup, repeats):.2f} µs per step", flush=True)
+
+
+def _numpy_gemv_us(warmup: int, repeats: int) -> float:
+    """µs per h·R of 100 in a numpy loop, less the loop's own cost (100 1×1 products)."""
+    rng = np.random.default_rng(0)
+    R, h = rng.random((128, 512), np.float32), rng.random((1, 128), np.float32)
+    out, a, o1 = np.empty((1, 512), np.float32), np.ones((1, 1), np.float32), np.empty((1, 1),
+                                                                                       np.float32)
+
+    def gemvs(x: np.ndarray = h, w: np.ndarray = R, o: np.ndarray = out) -> None:
+        for _ in range(100):
+            np.dot(x, w, out=o)
+    times = _timed({"gemv": gemvs, "loop": lambda: gemvs(a, a, o1)}, warmup, repeats * 5)
+    return (times["gemv"] - times["loop"]) / 100 * 1e6
+
+
+def _gemm_floor(row: dict, threads: int, warmup: int, repeats: int) -> float:
+    """Seconds that the shape's GEMMs alone take in torch (MKL), without anything between
+    them: per layer and direction the hoisted projection [seq·batch, I_k + 1]·[I_k + 1, G·H]
+    and seq recurrent products [batch, H]·[H, G·H], less the cost of issuing as many calls
+    (measured with 1×1 products)."""
+    import torch
+
+    from exporter.cells import CELLS
+
+    torch.set_num_threads(threads)
+    G, H, B, S = CELLS[row["cell"]].gates, row["H"], row["batch"], row["seq"]
+    mats, i = [], row["I"]
+    for _ in range(row["layers"]):
+        for _ in range(row["dirs"]):
+            mats.append((torch.randn(S * B, i + 1), torch.randn(i + 1, G * H),
+                         torch.randn(B, H), torch.randn(H, G * H)))
+        i = row["dirs"] * H
+    outs = [(torch.empty(S * B, G * H), torch.empty(B, G * H)) for _ in mats]
+    one, o1 = torch.ones(1, 1), torch.empty(1, 1)
+
+    def gemms() -> None:
+        for (x, w, h, r), (xo, ho) in zip(mats, outs):
+            torch.mm(x, w, out=xo)
+            for _ in range(S):
+                torch.mm(h, r, out=ho)
+
+    def calls() -> None:
+        for _ in mats:
+            torch.mm(one, one, out=o1)
+            for _ in range(S):
+                torch.mm(one, one, out=o1)
+    t = _timed({"gemms": gemms, "calls": calls}, warmup, repeats)
+    return t["gemms"] - t["calls"]
+
+
+def _ort_scan_floor(row: dict, threads: int, warmup: int, repeats: int) -> float:
+    """Seconds of the scan lowering stripped to its GEMMs on onnxruntime: per layer and
+    direction the hoisted projection (one Gemm, [seq·batch, I_k + 1]·[I_k + 1, G·H]) and a Scan
+    whose step is only h ← (xw_t + h·R)[:, :H] ([batch, H]·[H, G·H]: all gates in one product,
+    then a Slice back to h): the GEMMs and the loop with no gate arithmetic."""
+    from exporter.cells import CELLS
+
+    f32, rng = TensorProto.FLOAT, np.random.default_rng(0)
+    G, H, B, S = CELLS[row["cell"]].gates, row["H"], row["batch"], row["seq"]
+    vi = helper.make_tensor_value_info
+    c = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+         (("zero", [0]), ("Hs", [H]), ("one", [1]), ("shape3", [S, B, G * H]))]
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["h", "R"], ["hr"]), helper.make_node("Add", ["hr", "xw_t"], ["pre"]),
+         helper.make_node("Slice", ["pre", "zero", "Hs", "one"], ["h_new"])],
+        "step", [vi("h", f32, [B, H]), vi("xw_t", f32, [B, G * H])], [vi("h_new", f32, [B, H])],
+        initializer=[numpy_helper.from_array(rng.standard_normal((H, G * H)).astype(np.float32)
+                                             * 0.01, "R")] + c[:3])
+    nodes, inputs, outputs, inits, feeds, i = [], [], [], list(c), {}, row["I"]
+    for k in range(row["layers"]):
+        for d in range(row["dirs"]):
+            t = f"{k}_{d}"
+            inits.append(numpy_helper.from_array(
+                rng.standard_normal((i + 1, G * H)).astype(np.float32) * 0.1, f"W{t}"))
+            inputs += [vi(f"x{t}", f32, [S * B, i + 1]), vi(f"h{t}", f32, [B, H])]
+            feeds[f"x{t}"] = rng.standard_normal((S * B, i + 1)).astype(np.float32)
+            feeds[f"h{t}"] = np.zeros((B, H), np.float32)
+            nodes += [helper.make_node("Gemm", [f"x{t}", f"W{t}"], [f"xw{t}"]),
+                      helper.make_node("Reshape", [f"xw{t}", "shape3"], [f"xw3{t}"]),
+                      helper.make_node("Scan", [f"h{t}", f"xw3{t}"], [f"hT{t}"], body=body,
+                                       num_scan_inputs=1)]
+            outputs.append(vi(f"hT{t}", f32, [B, H]))
+        i = row["dirs"] * H
+    g = helper.make_graph(nodes, "floor", inputs, outputs, initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    sess = _session(m, threads)
+    return _timed({"floor": lambda: sess.run(None, feeds)}, warmup, repeats)["floor"]
+
+
+def floors(threads: list[int], warmup: int, repeats: int) -> None:
+    """Per LSTM/GRU target row of docs/perf/bench.json that missed: its target against the
+    measured GEMMs of the shape alone (the floor no lowering goes below without a faster GEMM)."""
+    import json
+    from pathlib import Path
+
+    bench = json.loads((Path(__file__).resolve().parents[1] / "docs/perf/bench.json").read_text())
+    for row in bench["rows"]["targets"]:
+        if row["cell"] == "rnn" or row["best_over_target"] <= 1 or row["threads"] not in threads:
+            continue
+        n = row["best"]["intra_op_threads"]
+        g = _gemm_floor(row, row["threads"], warmup, repeats)
+        o = _ort_scan_floor(row, n, warmup, repeats)
+        print(f"{row['label']} @{row['threads']}t: best {row['best']['s'] * 1e3:.3f} ms "
+              f"({row['best']['lowering']}, {n} thread(s)), target {row['target_s'] * 1e3:.3f} "
+              f"ms (torch {row['torch_s'] * 1e3:.3f}); GEMMs alone: torch {g * 1e3:.3f} ms = "
+              f"{g / row['target_s']:.2f} × target, onnxruntime scan of GEMMs {o * 1e3:.3f} ms = "
+              f"{o / row['target_s']:.2f} × target", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("directions", "batch1"))
+    ap.add_argument("what", choices=("directions", "batch1", "floors"))
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=30)
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]
-    {"directions": directions, "batch1": batch1}[a.what](threads, a.warmup, a.repeats)
+    {"directions": directions, "batch1": batch1, "floors": floors}[a.what](threads, a.warmup,
+                                                                            a.repeats)
 
 
 if __name__ == "__main__":

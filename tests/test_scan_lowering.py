@@ -100,3 +100,45 @@ def test_scan_without_bias_has_no_ones_column():
     inits = {i.name: i for i in model.graph.initializer}
     assert [inits[n.input[1]].dims for n in model.graph.node if n.op_type == "Gemm"] == \
         [[18, 5], [6, 5]]
+
+
+BATCHED = [(cell, extra, init, lens) for cell, extra in (
+               ("rnn", {"num_layers": 2}), ("rnn", {"nonlinearity": "relu", "batch_first": True}),
+               ("lstm", {"num_layers": 2}), ("lstm", {"proj_size": 2, "bias": False}),
+               ("gru", {"num_layers": 2}), ("gru", {"bias": False}))
+           for init, lens in (("zeros", False), ("input", True))]
+
+
+@pytest.mark.parametrize("cell,extra,init,lens", BATCHED,
+                         ids=[f"{c}-{'-'.join(e)}-{i}{'-lens' if s else ''}"
+                              for c, e, i, s in BATCHED])
+def test_both_directions_as_one_batched_recurrence_match_torch(cell, extra, init, lens,
+                                                               monkeypatch):
+    """The measured alternative (BATCHED_DIRECTIONS, off for every cell today) stays exact:
+    one Scan per bidirectional layer over a [2, batch, ·] state, on onnxruntime and onnx's
+    reference evaluator, against torch."""
+    import onnxruntime as ort
+
+    import exporter.lowering.scan as scan
+
+    monkeypatch.setattr(scan, "BATCHED_DIRECTIONS", {"rnn": True, "lstm": True, "gru": True})
+    spec = RNNSpec.from_kwargs({"cell": cell, "input_size": 3, "hidden_size": 4,
+                                "bidirectional": True, **extra})
+    module = spec.build_module(seed=1)
+    model = export(module, initial_state=init, sequence_lens=lens, lowering="scan",
+                   verify=False)
+    scans = [n for n in model.graph.node if n.op_type == "Scan"]
+    assert len(scans) == spec.num_layers
+    states = next(i for i in _body(model).input)
+    assert states.type.tensor_type.shape.dim[0].dim_value == 2            # [2, batch, ·]
+    ref = ReferenceEvaluator(model)
+    names = ["output", "h_n"] + (["c_n"] if cell == "lstm" else [])
+    for batch, seq in ((1, 1), (4, 9)):
+        feeds = make_feeds(spec, batch, seq, init == "input", seed=seq,
+                           lengths="mixed" if lens else None)
+        want, _ = torch_truth(module, feeds)
+        want = [want[n] for n in names]
+        sess = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"])
+        assert_close(sess.run(names, feeds), want)
+        assert_close(ref.run(names, feeds), want)

@@ -78,14 +78,12 @@ GROUPS: Mapping[str, tuple[tuple[int, ...], ...]] = MappingProxyType({
 })
 # Both directions of a bidirectional layer as one recurrence over a [2, batch, ·] state, one
 # batched MatMul per gate group and step over [2, S, |g|·H] weights (_layer_batched), or as two
-# independent recurrences side by side in the same Scan (_layer). Measured per cell
-# (docs/perf/NOTES.md, scripts/perf_variants.py): kept where it wins.
+# independent recurrences side by side in the same Scan (_layer). Measured per cell on
+# onnxruntime 1.32 CPU (scripts/perf_variants.py directions; docs/perf/NOTES.md): batched is
+# 1.4-1.6× slower at batch 8 on one thread (onnxruntime fuses neither the batched MatMul nor
+# its Add and activation into one Gemm) and within -11…+15% at batch 256: kept for no cell.
 BATCHED_DIRECTIONS: Mapping[str, bool] = MappingProxyType({"rnn": False, "lstm": False,
                                                            "gru": False})
-# How the batched layer builds its [seq, 2, batch, |g|·H] projections: "transpose" (two large
-# GEMMs as one [2, seq·batch, I] MatMul, then a transposing copy), or "broadcast" (x stacked
-# per step [seq, 2, batch, I] times [2, I, |g|·H]: seq·2 smaller GEMMs, no copy)
-BATCHED_PROJECTION = "broadcast"
 # Each step takes the body builder, xw (one [(2,) batch, |g|·H] slice per group), the states
 # {"h": [(2,) batch, S], "c": [(2,) batch, H]} and the direction's (or the two directions'
 # stacked) weight names; returns the new states. Every op broadcasts over the leading 2.
@@ -309,23 +307,19 @@ def _stacked(b: GraphBuilder, parts: list[str], axis: int) -> str:
 def _batched_projections(b: GraphBuilder, x: str, xr: str, Ws: list[np.ndarray], k: int,
                          spec: RNNSpec, edges: dict) -> list[str]:
     """xw_g [seq, 2, batch, |g|·H] per gate group: direction 0 from x, 1 from xr = flip(x)
-    (both [seq, batch, I_k + 1]); Ws[d] [G·H, I_k + 1] (bias as the last column)."""
+    (both [seq, batch, I_k + 1]); Ws[d] [G·H, I_k + 1] (bias as the last column). Two large
+    GEMMs as one [2, seq·batch, I_k + 1] MatMul, then a transposing copy to the scan layout
+    (measured faster than x stacked per step, [seq, 2, batch, I_k + 1]·[2, I_k + 1, ·]: seq·2
+    small GEMMs)."""
     H, out = spec.hidden_size, []
-    I_k = Ws[0].shape[1]
-    if BATCHED_PROJECTION == "broadcast":
-        x2 = _stacked(b, [x, xr], 1)                                     # [seq, 2, batch, I_k]
-    else:
-        flat = b.const(f"flat_l{k}", np.array([-1, I_k], np.int64))
-        x2 = _stacked(b, [b.op("Reshape", [t, flat]) for t in (x, xr)], 0)   # [2, seq·batch, I_k]
+    flat = b.const(f"flat_l{k}", np.array([-1, Ws[0].shape[1]], np.int64))
+    x2 = _stacked(b, [b.op("Reshape", [t, flat]) for t in (x, xr)], 0)  # [2, seq·batch, I_k + 1]
     for j, g in enumerate(GROUPS[spec.cell]):
-        W2 = b.initializer(f"W2_l{k}_g{j}", np.stack([W[_rows(g, H)].T for W in Ws]))  # [2, I_k, w]
-        xw = b.op("MatMul", [x2, W2])
-        if BATCHED_PROJECTION != "broadcast":                            # [2, seq·batch, w]
-            dims = b.op("Concat", [b.const("lead_2", np.array([2], np.int64)),
-                                   edges["seq_batch_by"][len(g) * H]], axis=0)
-            xw = b.op("Transpose", [b.op("Reshape", [xw, dims])],
-                      perm=[1, 0, 2, 3])                                 # [2, seq, batch, w] → [seq, 2, batch, w]
-        out.append(xw)
+        W2 = b.initializer(f"W2_l{k}_g{j}", np.stack([W[_rows(g, H)].T for W in Ws]))  # [2, I_k + 1, w]
+        dims = b.op("Concat", [b.const("lead_2", np.array([2], np.int64)),
+                               edges["seq_batch_by"][len(g) * H]], axis=0)       # [2, seq, batch, w]
+        xw = b.op("Reshape", [b.op("MatMul", [x2, W2]), dims])   # [2, seq·batch, w] → [2, seq, batch, w]
+        out.append(b.op("Transpose", [xw], perm=[1, 0, 2, 3]))   # → [seq, 2, batch, w]
     return out
 
 
