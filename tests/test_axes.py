@@ -204,6 +204,26 @@ def test_a_version_scoped_divergence_covers_its_releases_only():
         assert match(entries, "ort-cpu", "1.32.0", feats, exporter, version) is None
 
 
+def test_a_divergence_scoped_to_torch_releases_covers_those_only():
+    """torch 2.10's nn.RNN export failure with onnxscript 0.6.2 is known for that torch and
+    that onnxscript only; a frozen LSTM file is known for torch < 2.15, whose local build
+    names (+cpu, +cu130) count as their release."""
+    from conformance.divergences import load_divergences, match
+
+    entries = load_divergences()
+    rnn = {"rnn-op"}
+    name = "torch-dynamo@torch=2.10.0@onnxscript=0.6.2"
+    hit = match(entries, "ort-cpu", "1.32.0", rnn, name, "0.6.2", "2.10.0+cu128")
+    assert hit is not None and hit.id == "torch-dynamo-rnn-opset-mismatch"
+    for onnxscript, torch in (("0.6.2", "2.13.0+cpu"), ("0.7.0", "2.10.0"), ("0.6.2", None)):
+        assert match(entries, "ort-cpu", "1.32.0", rnn, name, onnxscript, torch) is None
+    lstm = {"lstm-op", "frozen-output-size"}
+    assert match(entries, "ort-cpu", "1.32.0", lstm, "torch-dynamo", "0.7.2",
+                 "2.14.1+cu130").id == "torch-dynamo-frozen-lstm"
+    assert match(entries, "ort-cpu", "1.32.0", lstm, "torch-dynamo", "0.7.2",
+                 "2.15.0+cu132") is None
+
+
 def test_onnxscript_releases_judged_side_by_side(tmp_path, monkeypatch):
     """Installs onnxscript 0.7.0 and 0.7.1 from the package index into a cache of their own:
     0.7.0's GRU files are silently wrong (linear_before_reset=0), a `fail` without the
