@@ -69,7 +69,8 @@ def test_default_tolerance_is_the_toml_rule():
 
 # ---- each divergence entry: exactly its features, and its unless sets --------------------------
 
-_EXPORTER_RELEASES = ("0.7.0", "0.7.2", "0.6.2")
+_EXPORTER_RELEASES = ("0.7.0", "0.7.2", "0.6.2", "0.5.6")
+_TORCH_RELEASES = ("2.13.0+cpu", "2.10.0+cu128", "2.15.0+cu132")
 
 
 def _exporter_version(entry) -> str | None:
@@ -79,10 +80,16 @@ def _exporter_version(entry) -> str | None:
     return next(v for v in _EXPORTER_RELEASES if v in SpecifierSet(entry.exporter_versions))
 
 
+def _exporter_torch(entry) -> str:
+    """A torch release the entry covers (any, for entries not scoped with exporter_torch)."""
+    return next(v for v in _TORCH_RELEASES
+                if not entry.exporter_torch or v in SpecifierSet(entry.exporter_torch))
+
+
 def _version_in(entry) -> str:
     for v in ("0.23.9", "1.23.2", "1.32.0", "2026.4.1", "1.30.0", "2.13.0", "0.7.2", "1.8", "0"):
         if entry.applies(_one(entry.runtime), v, entry.features, _one(entry.exporters),
-                         _exporter_version(entry)):
+                         _exporter_version(entry), _exporter_torch(entry)):
             return v
     raise AssertionError(f"no version in range for {entry.id}")
 
@@ -97,27 +104,35 @@ def test_each_entry_needs_every_one_of_its_features(entry):
     rt, ex = _one(entry.runtime), _one(entry.exporters).replace("ort-cpu", "ours")
     if entry.exporters != ("*",):
         ex = entry.exporters[0]
-    version, xv = _version_in(entry), _exporter_version(entry)
-    assert entry.applies(rt, version, entry.features, ex, xv)
+    version, xv, tv = _version_in(entry), _exporter_version(entry), _exporter_torch(entry)
+
+    def applies(runtime: str, v: str | None, feats, exporter: str, x: str | None = xv,
+                t: str | None = tv) -> bool:
+        return entry.applies(runtime, v, feats, exporter, x, t)
+    assert applies(rt, version, entry.features, ex)
     for f in entry.features:
-        assert not entry.applies(rt, version, entry.features - {f}, ex, xv), (entry.id, f)
+        assert not applies(rt, version, entry.features - {f}, ex), (entry.id, f)
     for unless in entry.unless:
-        assert not entry.applies(rt, version, entry.features | unless, ex, xv), (entry.id, unless)
+        assert not applies(rt, version, entry.features | unless, ex), (entry.id, unless)
         # one feature short of the unless set: the entry still applies
         for f in unless:
             partial = (entry.features | unless) - {f}
             if entry.features <= partial:
-                assert entry.applies(rt, version, partial, ex, xv), (entry.id, unless, f)
+                assert applies(rt, version, partial, ex), (entry.id, unless, f)
     if entry.runtime != "*":
-        assert not entry.applies("no-such-runtime", version, entry.features, ex, xv)
+        assert not applies("no-such-runtime", version, entry.features, ex)
     if entry.exporters != ("*",):       # torch.onnx's own entries: never about our files
-        assert not entry.applies(rt, version, entry.features, "ours", xv)
-    assert not entry.applies(rt, None, entry.features, ex, xv)
+        assert not applies(rt, version, entry.features, "ours")
+    assert not applies(rt, None, entry.features, ex)
     if entry.exporter_versions:         # a release-scoped entry: not without a release, nor
-        assert not entry.applies(rt, version, entry.features, ex, None)   # outside its range
+        assert not applies(rt, version, entry.features, ex, x=None)   # outside its range
         outside = [v for v in ("0.1.0", "99.0.0")
                    if v not in SpecifierSet(entry.exporter_versions)]
-        assert outside and not entry.applies(rt, version, entry.features, ex, outside[0])
+        assert outside and not applies(rt, version, entry.features, ex, x=outside[0])
+    if entry.exporter_torch:            # the same for the torch release that wrote the file
+        assert not applies(rt, version, entry.features, ex, t=None)
+        outside = [v for v in ("1.0.0", "99.0.0") if v not in SpecifierSet(entry.exporter_torch)]
+        assert outside and not applies(rt, version, entry.features, ex, t=outside[0])
 
 
 def test_lengths_all_full_are_not_padded():
