@@ -99,12 +99,19 @@ def sgemm_rate(threads: int, n: int = 1024) -> float:
     return 2.0 * n ** 3 / _median(lambda: a @ b, 3, 10)
 
 
-def _session(model_bytes: bytes, threads: int, profile: bool = False) -> Any:
+def _session(model_bytes: bytes, threads: int, profile: bool = False,
+             config: dict[str, str] | None = None, level: Any = None) -> Any:
+    """An onnxruntime CPU session at `threads` intra-op threads; `config`: session config
+    entries, `level`: a graph optimisation level (scripts/perf_variants.py tries both)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     so.log_severity_level = 3
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(key, value)
+    if level is not None:
+        so.graph_optimization_level = level
     if profile:
         so.enable_profiling = True
         so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "rnn-bench-profile")

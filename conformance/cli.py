@@ -475,10 +475,10 @@ def _cmd_support(args: argparse.Namespace) -> int:
               "them, drop them from --runtimes, or pass --allow-unavailable)")
         return 1
     md = support_markdown(cells, reports, command)
-    from .support import TORCH_RELEASES_BLOCK, torch_releases_markdown
+    from .support import TORCH_RELEASES_BLOCK, put_block, torch_releases_markdown
     if args.output.is_file() and TORCH_RELEASES_BLOCK[0] in args.output.read_text():
-        begin, end = TORCH_RELEASES_BLOCK          # the versions page keeps its torch table
-        md += f"\n{begin}\n{torch_releases_markdown()}{end}\n"
+        # the versions page keeps its torch table
+        md = put_block(md, *TORCH_RELEASES_BLOCK, torch_releases_markdown(), append=True)
     atomic_write(args.output, md.encode())
     print(f"wrote {args.output}")
     return rc

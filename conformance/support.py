@@ -327,20 +327,28 @@ def exporters_markdown(cells: list[dict], reports: list[dict], command: str) -> 
     return "\n".join(lines) + "\n"
 
 
-def replace_block(path: Path, begin: str, end: str, block: str, append: bool = False) -> None:
-    """Rewrite the text between two marker lines of a file (a README's generated block),
-    atomically; `append`: a file without the block gets it at its end."""
+def put_block(text: str, begin: str, end: str, block: str, append: bool = False) -> str | None:
+    """`text` with the part between two marker lines replaced by `block`; None where it has
+    no such part, unless `append`: then the block is added at its end."""
     import re
 
-    from exporter.files import atomic_write
-
-    text = path.read_text()
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     if not pattern.search(text):
         if not append:
-            raise ValueError(f"{path} has no {begin} … {end} block")
+            return None
         text = text.rstrip("\n") + f"\n\n{begin}\n{end}\n"
-    atomic_write(path, pattern.sub(lambda _: f"{begin}\n{block}{end}", text).encode())
+    return pattern.sub(lambda _: f"{begin}\n{block}{end}", text)
+
+
+def replace_block(path: Path, begin: str, end: str, block: str, append: bool = False) -> None:
+    """Rewrite the text between two marker lines of a file (a README's generated block),
+    atomically; `append`: a file without the block gets it at its end."""
+    from exporter.files import atomic_write
+
+    text = put_block(path.read_text(), begin, end, block, append)
+    if text is None:
+        raise ValueError(f"{path} has no {begin} … {end} block")
+    atomic_write(path, text.encode())
 
 
 TORCH_RELEASES_BLOCK = ("<!-- torch-releases:begin -->", "<!-- torch-releases:end -->")

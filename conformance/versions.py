@@ -204,7 +204,7 @@ EXPORTER_PACKAGES = {"torch-dynamo": ("onnxscript", "torch"), "torch-legacy": ("
 # what a pinned package is installed with: onnxscript with onnx_ir (the IR it is built on, at
 # the release it asks for), nothing else; torch with all it depends on: PyPI's Linux wheel is
 # a CUDA build whose torch._C links cuDNN and the other nvidia-* libraries even on the CPU
-# (about 4 GB per release; the CPU wheel on a local index is about 1 GB)
+# (5.3-6.9 GB per release measured; the CPU wheel on a local index is about 1 GB)
 _INSTALL = {"onnxscript": {"deps": True, "keep": ("onnxscript", "onnx_ir")},
             "torch": {"deps": True, "keep": None}}
 

@@ -31,24 +31,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import exporter.lowering.scan as scan
-from conformance.bench import Shape, _case, _timed
+from conformance.bench import Shape, _case, _session, _timed
 from exporter import export
 
 BIDIRECTIONAL = [Shape(64, 128, 2, 2, 8, 100), Shape(32, 64, 1, 2, 256, 200)]
-
-
-def _session(model: bytes, threads: int, config: dict[str, str] | None = None,
-             level: Any = None) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    so.log_severity_level = 3
-    for k, v in (config or {}).items():
-        so.add_session_config_entry(k, v)
-    if level is not None:
-        so.graph_optimization_level = level
-    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
 @contextlib.contextmanager
@@ -190,7 +176,7 @@ def batch1(threads: list[int], warmup: int, repeats: int) -> None:
         }
         fns: dict[str, Callable[[], Any]] = {}
         for k, (m, config, level) in variants.items():
-            sess = _session(m, n, config, level)
+            sess = _session(m, n, config=config, level=level)
             f = {i.name: feeds[i.name] if i.name in feeds else np.ones((1, 128), np.float32)
                  for i in sess.get_inputs()}
             fns[k] = lambda sess=sess, f=f: sess.run(None, f)

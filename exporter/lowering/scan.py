@@ -187,6 +187,13 @@ def _direction_weights(b: GraphBuilder, w: LayerWeights, d: int, k: int,
     return wt
 
 
+def _masked(sub: GraphBuilder, new: dict, old: dict, m: str) -> dict:
+    """Each state s ← old + m·(new − old): the step's state where m is 1, the previous one
+    where the step is padding (m 0; the per-step output is then m·h, zeros)."""
+    return {s: sub.op("Add", [old[s], sub.op("Mul", [m, sub.op("Sub", [new[s], old[s]])])])
+            for s in new}
+
+
 def _body(b: GraphBuilder, spec: RNNSpec, weights: list[dict], masked: bool) -> onnx.GraphProto:
     """Scan body. Inputs: the states of every direction (h_d[, c_d]), then the scan slices
     xw_{d,g} [batch, |g|·H] per direction and gate group (and m_d [batch, 1]). Outputs: the new
@@ -201,9 +208,8 @@ def _body(b: GraphBuilder, spec: RNNSpec, weights: list[dict], masked: bool) -> 
     new_states, ys = [], []
     for d in range(D):
         new = _STEPS[cell.name](sub, xw[d], st_in[d], weights[d], spec)
-        if masked:    # keep the states where the step is padding; emit zeros there
-            new = {s: sub.op("Add", [st_in[d][s], sub.op("Mul", [m[d], sub.op(
-                "Sub", [new[s], st_in[d][s]])])]) for s in cell.states}
+        if masked:
+            new = _masked(sub, new, st_in[d], m[d])
             ys.append(sub.op("Mul", [new["h"], m[d]]))
         else:
             ys.append(sub.op("Identity", [new["h"]]))
@@ -238,6 +244,20 @@ def _flip(b: GraphBuilder, t: str, how: str = "slice") -> str:
     return b.op("Gather", [t, b.op("Sub", [b.op("Sub", [n, one]), steps])], axis=0)
 
 
+def _ones_column(b: GraphBuilder, x: str) -> str:
+    """x [seq, batch, I] → [seq, batch, I + 1], the last column all ones: it carries the bias
+    through the input projection (_projections)."""
+    return b.op("Pad", [x, b.const("pad_one_after", np.array([0, 0, 0, 0, 0, 1], np.int64)),
+                        b.const("one_f", np.array(1.0, np.float32))])
+
+
+def _with_bias_column(w: LayerWeights, d: int, spec: RNNSpec) -> np.ndarray:
+    """Direction d's W [G·H, I_k], with the hoisted bias as one more column [G·H, I_k + 1]
+    when the layer has one (the column of ones multiplies it)."""
+    bias = _hoisted_bias(w, d, spec)
+    return w.W[d] if bias is None else np.concatenate([w.W[d], bias[:, None]], axis=1)
+
+
 def _projections(b: GraphBuilder, x2d: str, w: LayerWeights, d: int, k: int, spec: RNNSpec,
                  edges: dict) -> list[str]:
     """xw_{d,g} = x·W_{d,g}ᵀ + hoisted bias for every step at once, one per gate group g:
@@ -246,9 +266,7 @@ def _projections(b: GraphBuilder, x2d: str, w: LayerWeights, d: int, k: int, spe
     With a bias, x2d carries a column of ones and W_{d,g} the bias as its last column, so the
     bias is added inside the product: a Gemm with C (or MatMul + Add) writes the whole
     projection twice more, a third of its time at I = 32 on onnxruntime (docs/perf/NOTES.md)."""
-    H, W, bias = spec.hidden_size, w.W[d], _hoisted_bias(w, d, spec)      # W [G·H, I_k]
-    if bias is not None:
-        W = np.concatenate([W, bias[:, None]], axis=1)                    # [G·H, I_k + 1]
+    H, W = spec.hidden_size, _with_bias_column(w, d, spec)              # [G·H, I_k (+1)]
     xws = []
     for j, g in enumerate(GROUPS[spec.cell]):
         W_g = b.initializer(f"W_l{k}_d{d}_g{j}", W[_rows(g, H)])
@@ -268,8 +286,7 @@ def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights
         return _layer_batched(b, x, init, w, spec, k, edges, y_name)
     I_k = w.W.shape[2]
     if w.B is not None:             # the column of ones that carries the bias (_projections)
-        x = b.op("Pad", [x, b.const("pad_one_after", np.array([0, 0, 0, 0, 0, 1], np.int64)),
-                         b.const("one_f", np.array(1.0, np.float32))])   # [seq, batch, I_k + 1]
+        x = _ones_column(b, x)                                          # [seq, batch, I_k + 1]
         I_k += 1
     flat = b.const(f"flat_l{k}", np.array([-1, I_k], np.int64))
     xs = [x] if D == 1 else [x, _flip(b, x, edges["flip"])]                            # [seq, batch, I_k (+1)]
@@ -330,13 +347,9 @@ def _layer_batched(b: GraphBuilder, x: str, init: dict[str, str | None], w: Laye
     states [2, batch, ·] (direction 0 forward; 1 reverse, stepping over flip(x)), per step one
     batched MatMul [2, batch, S] · [2, S, |g|·H] per gate group; the same result as _layer."""
     cell, H = spec.cell_info, spec.hidden_size
-    Ws = []
-    for d in range(2):
-        W, bias = w.W[d], _hoisted_bias(w, d, spec)                    # [G·H, I_k]
-        Ws.append(W if bias is None else np.concatenate([W, bias[:, None]], axis=1))
+    Ws = [_with_bias_column(w, d, spec) for d in range(2)]              # [G·H, I_k (+1)] each
     if w.B is not None:             # the column of ones that carries the bias (_projections)
-        x = b.op("Pad", [x, b.const("pad_one_after", np.array([0, 0, 0, 0, 0, 1], np.int64)),
-                         b.const("one_f", np.array(1.0, np.float32))])   # [seq, batch, I_k + 1]
+        x = _ones_column(b, x)                                          # [seq, batch, I_k + 1]
     xws = _batched_projections(b, x, _flip(b, x, edges["flip"]), Ws, k, spec, edges)
     sizes = spec.state_sizes()
     starts = [init[s] if init[s] is not None                            # [2, batch, ·]
@@ -356,9 +369,8 @@ def _layer_batched(b: GraphBuilder, x: str, init: dict[str, str | None], w: Laye
     xw = [sub.fresh(f"xw2_g{j}") for j in range(len(xws))]
     m = sub.fresh("m2")
     new = _STEPS[cell.name](sub, xw, st, wt, spec)
-    if masked:      # keep the states where the step is padding; emit zeros there
-        new = {s: sub.op("Add", [st[s], sub.op("Mul", [m, sub.op("Sub", [new[s], st[s]])])])
-               for s in cell.states}
+    if masked:
+        new = _masked(sub, new, st, m)
         h_out = sub.op("Mul", [new["h"], m])
     else:
         h_out = new["h"]
