@@ -8,13 +8,14 @@ skipped with the install command.
 """
 from __future__ import annotations
 
-import json
 import os
+import pickle
 import subprocess
 
 import numpy as np
 import onnx
 import pytest
+from filelock import FileLock
 from onnx import numpy_helper
 
 from conformance.matrix import load_matrix
@@ -187,18 +188,38 @@ def test_a_crash_in_the_c_host_is_an_error_cell_at_load_too(tmp_path):
     assert outcome.kind == "error" and outcome.message.startswith("crash: the C host exited"), outcome
 
 
-def test_default_matrix_on_the_deployment_hosts(tmp_path):
+DEPLOYMENT_HOSTS = ["ort-web-chromium", "ort-webgpu-chromium", "openvino-c", "tract-c"]
+
+
+@pytest.fixture(scope="session")
+def default_matrix(tmp_path_factory, worker_id):
+    """The default matrix prepared once for the whole test run: under xdist the first worker
+    to take the lock exports the models and computes torch's answers into the run's shared
+    temporary folder; the others load that (pytest-xdist's documented pattern)."""
+    if worker_id == "master":                                   # no xdist: nothing to share
+        return prepare_matrix(load_matrix("default"), tmp_path_factory.mktemp("default"))
+    shared = tmp_path_factory.getbasetemp().parent              # this run's, all workers'
+    done = shared / "default-matrix.pickle"
+    with FileLock(str(shared / "default-matrix.lock")):
+        if not done.is_file():
+            prepared = prepare_matrix(load_matrix("default"), shared / "default-matrix")
+            done.write_bytes(pickle.dumps(prepared))
+            return prepared
+    return pickle.loads(done.read_bytes())
+
+
+# One test per host, so that xdist's workers share the hosts (the four in one test took 10
+# minutes on an idle machine, and over pytest-timeout's 600 s in a loaded CI run); the limit
+# below covers waiting for the shared preparation and a loaded machine, and still ends a hang.
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("host", DEPLOYMENT_HOSTS)
+def test_default_matrix_on_the_deployment_hosts(host, default_matrix):
     """The issue's bar, in CI: the whole default matrix on the two Chromium runtimes and the
     two C-host runtimes, every cell pass or xfail under a reviewed entry."""
-    from conformance.cli import main
-
-    hosts = ["ort-web-chromium", "ort-webgpu-chromium", "openvino-c", "tract-c"]
-    for host in hosts:
-        need(host)
-    rc = main(["run", "--matrix", "default", "--runtimes", ",".join(hosts), "--timeout", "120",
-               "--report-dir", str(tmp_path), "--no-heatmap"])
-    cells = json.loads((tmp_path / "report.json").read_text())["cells"]
-    bad = [(c["runtime"], c["case"], c["status"], c["message"][:200]) for c in cells
+    need(host)
+    cells = execute(default_matrix, [host]).cells
+    bad = [(c["case"], c["status"], c["message"][:200]) for c in cells
            if c["status"] not in ("pass", "xfail")]
-    assert rc == 0 and not bad, bad[:20]
-    assert {c["runtime"] for c in cells} == set(hosts) and len(cells) >= 4 * 2000
+    assert not bad, bad[:20]
+    assert len(cells) == len(default_matrix) >= 2000
+    assert sum(c["status"] == "pass" for c in cells) >= len(cells) // 5, host
