@@ -28,6 +28,8 @@ node" is an ONNX RNN, LSTM or GRU node:
     scan                    a Scan node
     scan-rnn-body           a Scan whose body is only MatMul, Add, Tanh/Relu and Identity: an
                             unmasked nn.RNN step (no gates, no sequence_lens masking)
+    scan-reverse-direction  a Scan with a reversed scan input or output
+                            (scan_input_directions / scan_output_directions entry 1)
     negative-step-slice     a Slice whose steps are a constant with a negative entry
     lstm-states-consumed    an LSTM node (top-level) whose final h and c (Y_h, Y_c) both feed
                             further nodes, or a Scan stepping an LSTM (a loop state computed as
@@ -64,7 +66,7 @@ __all__ = ["model_features", "feed_features", "case_features", "FEATURES", "stat
 FEATURES = frozenset({
     "rnn-op", "lstm-op", "gru-op", "rnn-bidirectional", "rnn-unidirectional", "rnn-activation-relu",
     "rnn-activation-not-tanh", "rnn-layout1", "rnn-sequence-lens", "rnn-no-initial-h", "rnn-symbolic-batch", "scan", "rnn-computed-initial-state",
-    "negative-step-slice", "scan-rnn-body", "lstm-states-consumed", "padded", "batch1-seq1", "fixed-size-mismatch", "frozen-output-size", "lstm-proj-size"})
+    "scan-reverse-direction", "negative-step-slice", "scan-rnn-body", "lstm-states-consumed", "padded", "batch1-seq1", "fixed-size-mismatch", "frozen-output-size", "lstm-proj-size"})
 
 _RNN_SEQUENCE_LENS, _RNN_INITIAL_H = 4, 5   # input positions of the ONNX RNN op
 
@@ -239,6 +241,9 @@ def graph_features(model: onnx.ModelProto) -> frozenset[str]:
             ops = {n.op_type for n in body.node}
             if ops & {"Tanh", "Relu"} and ops <= {"MatMul", "Add", "Tanh", "Relu", "Identity"}:
                 feats.add("scan-rnn-body")
+            if any(a.name in ("scan_input_directions", "scan_output_directions")
+                   and any(a.ints) for a in node.attribute):
+                feats.add("scan-reverse-direction")
         elif node.op_type == "Slice" and _input(node, 4) in consts \
                 and (consts[_input(node, 4)] < 0).any():
             feats.add("negative-step-slice")

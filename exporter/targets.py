@@ -9,11 +9,14 @@ Choices, per recurrent module:
     lowering     "rnn" (native RNN / LSTM / GRU nodes) or "scan" (MatMul + Scan)
     zero_state   "absent" (no initial_h: ONNX's zero state) or "explicit" (zeros computed from
                  the input's batch dimension, builder.explicit_zeros)
-    flip         the scan lowering's time reversal: "slice" (Slice, step −1) or "gather"
-                 (Gather over (n−1) − Range(0, n, 1))
+    flip         the scan lowering's time reversal: "slice" (Slice, step −1), "gather"
+                 (Gather over (n−1) − Range(0, n, 1)) or "scan" (the Scan's own
+                 scan_input_directions / scan_output_directions: no copy at all)
     batch_layout "transpose" or "attribute" (layout=1)
-An option the caller sets explicitly (lowering=, batch_layout="attribute") wins over the
-target's choice; the file's metadata records what was chosen and why.
+A target that is one runtime family also takes that family's PREFERENCES: a choice it
+computes exactly and runs faster, measured (docs/perf/NOTES.md); a rule still wins over a
+preference. An option the caller sets explicitly (lowering=, batch_layout="attribute") wins
+over the target's choice; the file's metadata records what was chosen and why.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from typing import Iterable
 
 from .errors import ExportError
 
-__all__ = ["Rule", "RULES", "TARGETS", "Construction", "construction", "target_name"]
+__all__ = ["Rule", "RULES", "Preference", "PREFERENCES", "FAMILIES", "TARGETS", "Construction",
+           "construction", "target_name"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,23 @@ RULES: tuple[Rule, ...] = (
     Rule(frozenset({"openvino"}), "layout1", "transpose", "openvino-layout1-ignored"),
     Rule(frozenset({"tract"}), "layout1", "transpose", "tract-bidirectional-layout1-refused"),
     Rule(frozenset({"tract"}), "flip", "gather", "tract-scan-reverse-slice-refused"),
+)
+
+
+@dataclass(frozen=True)
+class Preference:
+    targets: frozenset[str]     # the runtime families that take it (never "any" or "none")
+    choice: str                 # the Construction field it sets
+    value: str
+    because: str                # the measurement that decided it
+
+
+PREFERENCES: tuple[Preference, ...] = (
+    # onnxruntime runs the reverse direction in the Scan itself: bit-identical results, no
+    # time-flip copies (GRU (32, 64, 1, 2, 256, 200), 1 thread: 67.3 ms with Gather flips,
+    # 62.4 with Slice, 60.9 with the Scan's directions). onnx.reference does not implement
+    # them (onnx-reference-scan-directions-unimplemented), so "any" keeps a flip.
+    Preference(frozenset({"ort"}), "flip", "scan", "perf: docs/perf/NOTES.md, scan directions"),
 )
 
 # runtime families; conformance runtime names map onto them (target_name)
@@ -106,6 +127,7 @@ def construction(target: str, *, relu: bool, sequence_lens: bool, zero_state: bo
                "layout1": batch_first and batch_layout == "attribute"}
     chosen = dict(lowering=lowering or "rnn", zero_state="absent", flip="slice",
                   batch_layout=batch_layout)
+    preferred = {p.choice: p for p in PREFERENCES if target in p.targets}
     because: list[tuple[str, str]] = []
     for rule in _rules(target):
         if rule.when == "flip":
@@ -119,6 +141,9 @@ def construction(target: str, *, relu: bool, sequence_lens: bool, zero_state: bo
         chosen[key] = rule.choose
         because.append((f"{key}={rule.choose}", rule.avoids))
     if chosen["lowering"] == "scan":
+        if "flip" in preferred:
+            chosen["flip"] = preferred["flip"].value
+            because.append((f"flip={chosen['flip']}", preferred["flip"].because))
         for rule in _rules(target):
             if rule.when == "flip":
                 chosen["flip"] = rule.choose

@@ -1,11 +1,13 @@
-"""The scan lowering's two time flips side by side on onnxruntime CPU: Slice with step −1
-(target "none" / "ort") and Gather over (n−1) − Range(0, n, 1) (targets "tract" / "any").
+"""The scan lowering's three ways of running the reverse direction, side by side on
+onnxruntime CPU: Slice with step −1 around the Scan (target "none"), Gather over
+(n−1) − Range(0, n, 1) (targets "tract" / "any") and the Scan's own scan_input_directions /
+scan_output_directions, no flip at all (target "ort").
 
     python scripts/flip_bench.py [--repeats 30] [--threads 1]
 
-Prints, per bidirectional module and shape, the median time of each file and the ratio
-gather / slice, measured interleaved in one process (rounds alternate the two sessions, so a
-slow spell of the machine hits both)."""
+Prints, per bidirectional module and shape, the median time of each file and its ratio to
+slice, measured interleaved in one process (rounds alternate the sessions, so a slow spell of
+the machine hits all three)."""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +24,7 @@ CASES = [("nn.RNN(32, 64, bidirectional)", lambda: torch.nn.RNN(32, 64, bidirect
          ("nn.LSTM(32, 64, 2 layers, bidirectional)",
           lambda: torch.nn.LSTM(32, 64, num_layers=2, bidirectional=True)),
          ("nn.GRU(32, 64, bidirectional)", lambda: torch.nn.GRU(32, 64, bidirectional=True))]
-SHAPES = [(1, 100), (16, 100)]      # (batch, seq)
+SHAPES = [(1, 100), (16, 100), (256, 200)]      # (batch, seq)
 
 
 def _session(model, threads: int) -> ort.InferenceSession:
@@ -37,15 +39,17 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
-    print("| module | batch × seq | slice ms | gather ms | gather / slice |")
+    print("| module | batch × seq | slice ms | gather ms (/ slice) "
+          "| scan directions ms (/ slice) |")
     print("|---|---|---|---|---|")
     for name, build in CASES:
         torch.manual_seed(0)
         module = build().eval()
-        # the initial state is an input, so the two files differ in their flips alone
+        # the initial state is an input, so the three files differ in their flips alone
         sessions = {flip: _session(export(module, lowering="scan", target=target,
                                           verify=False), args.threads)
-                    for flip, target in (("slice", "none"), ("gather", "tract"))}
+                    for flip, target in (("slice", "none"), ("gather", "tract"),
+                                         ("scan", "ort"))}
         for batch, seq in SHAPES:
             rng = np.random.default_rng(0)
             feeds = {"input": rng.standard_normal((seq, batch, 32), dtype=np.float32)}
@@ -63,8 +67,9 @@ def main() -> None:
                     s.run(None, feeds)
                     times[flip].append(time.perf_counter() - start)
             med = {f: statistics.median(t) * 1e3 for f, t in times.items()}
-            print(f"| {name} | {batch} × {seq} | {med['slice']:.3f} | {med['gather']:.3f} | "
-                  f"{med['gather'] / med['slice']:.2f} |")
+            print(f"| {name} | {batch} × {seq} | {med['slice']:.3f} | "
+                  + " | ".join(f"{med[f]:.3f} ({med[f] / med['slice']:.2f})"
+                               for f in ("gather", "scan")) + " |")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python scripts/perf_variants.py directions [--threads 1,2]   # bidirectional layers
     python scripts/perf_variants.py batch1 [--threads 1,2]       # the batch-1 LSTM
-    python scripts/perf_variants.py floors [--threads 1,2]       # misses vs their GEMMs alone
+    python scripts/perf_variants.py floors [--threads 1,2]       # misses vs their floors
 
 directions: each bidirectional bench target shape, per cell, the scan lowering with the two
 directions as two recurrences in one Scan (today), and as one batched recurrence over a
@@ -12,9 +12,12 @@ each gate grouping, an input projection folded into the step ([x_t, h]·[W; R]�
 onnxruntime session options, and the floors: a Scan whose body is only h·Rᵀ (the per-step
 GEMV with the loop around it), the same 100 GEMVs as a torch loop, and as a numpy loop less
 the loop's own cost (100 1×1 products): the GEMV alone.
-floors: each nn.LSTM / nn.GRU row of docs/perf/bench.json that missed its target, against the
-time the shape's GEMMs alone take in torch (MKL), less the cost of issuing the calls, and on
-onnxruntime as the scan lowering stripped to its GEMMs (projection Gemm + a Scan of h·R).
+floors: each nn.LSTM / nn.GRU row of docs/perf/bench.json that missed its target, measured
+again in one timing with its floors: the time the shape's GEMMs alone take in torch (MKL),
+less the cost of issuing the calls; on onnxruntime as the scan lowering stripped to its GEMMs
+(projection Gemm + a Scan of h·R); as the scan lowering's own step with nothing around it (the
+GEMMs and the cell's gate arithmetic: no per-step output, flips or Concat); and as that step
+with the per-step output torch returns (an Identity per step, the Concat of two directions).
 
 Every variant timed in blocks, two rounds, lowest round median (conformance/bench.py
 _timed); printed as ms and as a ratio to the first variant of its row. No assertion: the
@@ -208,16 +211,15 @@ def _numpy_gemv_us(warmup: int, repeats: int) -> float:
     return (times["gemv"] - times["loop"]) / 100 * 1e6
 
 
-def _gemm_floor(row: dict, threads: int, warmup: int, repeats: int) -> float:
-    """Seconds that the shape's GEMMs alone take in torch (MKL), without anything between
-    them: per layer and direction the hoisted projection [seq·batch, I_k + 1]·[I_k + 1, G·H]
-    and seq recurrent products [batch, H]·[H, G·H], less the cost of issuing as many calls
-    (measured with 1×1 products)."""
+def _gemm_floor(row: dict) -> dict[str, Callable[[], Any]]:
+    """The shape's GEMMs alone in torch (MKL), without anything between them: per layer and
+    direction the hoisted projection [seq·batch, I_k + 1]·[I_k + 1, G·H] and seq recurrent
+    products [batch, H]·[H, G·H] ("gemms"), and the cost of issuing as many calls, measured
+    with 1×1 products ("calls"): the floor is gemms − calls."""
     import torch
 
     from exporter.cells import CELLS
 
-    torch.set_num_threads(threads)
     G, H, B, S = CELLS[row["cell"]].gates, row["H"], row["batch"], row["seq"]
     mats, i = [], row["I"]
     for _ in range(row["layers"]):
@@ -239,15 +241,14 @@ def _gemm_floor(row: dict, threads: int, warmup: int, repeats: int) -> float:
             torch.mm(one, one, out=o1)
             for _ in range(S):
                 torch.mm(one, one, out=o1)
-    t = _timed({"gemms": gemms, "calls": calls}, warmup, repeats)
-    return t["gemms"] - t["calls"]
+    return {"gemms": gemms, "calls": calls}
 
 
-def _ort_scan_floor(row: dict, threads: int, warmup: int, repeats: int) -> float:
-    """Seconds of the scan lowering stripped to its GEMMs on onnxruntime: per layer and
-    direction the hoisted projection (one Gemm, [seq·batch, I_k + 1]·[I_k + 1, G·H]) and a Scan
-    whose step is only h ← (xw_t + h·R)[:, :H] ([batch, H]·[H, G·H]: all gates in one product,
-    then a Slice back to h): the GEMMs and the loop with no gate arithmetic."""
+def _ort_scan_floor(row: dict) -> tuple[bytes, dict]:
+    """The scan lowering stripped to its GEMMs, as an onnxruntime model and its feeds: per
+    layer and direction the hoisted projection (one Gemm, [seq·batch, I_k + 1]·[I_k + 1, G·H])
+    and a Scan whose step is only h ← (xw_t + h·R)[:, :H] ([batch, H]·[H, G·H]: all gates in
+    one product, then a Slice back to h): the GEMMs and the loop with no gate arithmetic."""
     from exporter.cells import CELLS
 
     f32, rng = TensorProto.FLOAT, np.random.default_rng(0)
@@ -277,29 +278,119 @@ def _ort_scan_floor(row: dict, threads: int, warmup: int, repeats: int) -> float
             outputs.append(vi(f"hT{t}", f32, [B, H]))
         i = row["dirs"] * H
     g = helper.make_graph(nodes, "floor", inputs, outputs, initializer=inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
-    sess = _session(m, threads)
-    return _timed({"floor": lambda: sess.run(None, feeds)}, warmup, repeats)["floor"]
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    return model.SerializeToString(), feeds
+
+
+def _ort_step_floor(row: dict, outputs: bool = False) -> tuple[bytes, dict]:
+    """The scan lowering stripped to its GEMMs and the cell's gate arithmetic, as an
+    onnxruntime model and its feeds: per layer the hoisted projections (one Gemm per direction
+    and gate group, x fed already padded and flat) and one Scan stepping every direction with
+    the lowering's own step (exporter/lowering/scan.py _STEPS: a fused Gemm per gate group,
+    then the elementwise update, which plain ONNX cannot fuse further on onnxruntime's CPU
+    provider) and nothing else: no time flip, no padding of x, no zero-state plumbing.
+    `outputs`: also the per-step output torch returns (an Identity per direction and step —
+    a state listed twice as a body output is computed wrong by onnxruntime — and, for two
+    directions, the Concat into [seq, batch, 2H]). Without outputs: what any plain-ONNX
+    lowering of the cell runs at least; with them, what one returning torch's `output` does."""
+    from exporter import RNNSpec
+    from exporter.lowering.builder import GraphBuilder
+    from exporter.weights import LayerWeights
+
+    spec = RNNSpec(row["I"], row["H"], row["layers"], bidirectional=row["dirs"] == 2,
+                   cell=row["cell"])
+    cell, groups, H, B, S, D = (spec.cell_info, scan.GROUPS[row["cell"]], row["H"],
+                                row["batch"], row["seq"], row["dirs"])
+    G, rng, f32 = cell.gates, np.random.default_rng(0), TensorProto.FLOAT
+    b, inputs, graph_outputs, feeds, i = GraphBuilder(), [], [], {}, row["I"]
+
+    def vi(name: str, dims: list) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, f32, dims)
+
+    def fed(base: str, dims: list) -> str:
+        name = b.fresh(base)
+        inputs.append(vi(name, dims))
+        feeds[name] = (rng.standard_normal(dims, np.float32) if base == "x"
+                       else np.zeros(dims, np.float32))
+        return name
+    for k in range(row["layers"]):
+        x = fed("x", [S * B, i + 1])                                    # [seq·batch, I_k + 1]
+        w = LayerWeights(W=rng.standard_normal((D, G * H, i + 1), np.float32) * 0.1,
+                         R=rng.standard_normal((D, G * H, H), np.float32) * 0.1,
+                         B=rng.standard_normal((D, 2 * G * H), np.float32) * 0.1)
+        xws, starts = [], []
+        for d in range(D):
+            for g in groups:
+                W_g = b.initializer("W", w.W[d][scan._rows(g, H)])      # [|g|·H, I_k + 1]
+                shape = b.const(f"shape_{len(g)}", np.array([S, B, len(g) * H], np.int64))
+                xws.append(b.op("Reshape", [b.op("Gemm", [x, W_g], transB=1), shape]))
+            starts += [fed(f"{s}0", [B, H]) for s in cell.states]
+        sub = b.child()
+        st = [{s: sub.fresh(s) for s in cell.states} for _ in range(D)]
+        xw = [[sub.fresh("xw") for _ in groups] for _ in range(D)]
+        new = [scan._STEPS[cell.name](sub, xw[d], st[d], scan._direction_weights(b, w, d, k, spec),
+                                      spec) for d in range(D)]
+        ys = [sub.op("Identity", [n["h"]]) for n in new] if outputs else []
+        body = helper.make_graph(
+            sub.nodes, sub.fresh("step"),
+            [vi(st[d][s], [B, H]) for d in range(D) for s in cell.states]
+            + [vi(n, [B, len(g) * H]) for d in range(D) for n, g in zip(xw[d], groups)],
+            [vi(new[d][s], [B, H]) for d in range(D) for s in cell.states]
+            + [vi(y, [B, H]) for y in ys], initializer=sub.initializers)
+        finals = [b.fresh(f"{s}T") for _ in range(D) for s in cell.states]
+        ys_out = [b.fresh("y") for _ in ys]
+        b.node("Scan", starts + xws, finals + ys_out, body=body, num_scan_inputs=len(xws))
+        graph_outputs += [vi(f, [B, H]) for f in finals]
+        if outputs:
+            y = ys_out[0] if D == 1 else b.op("Concat", ys_out, axis=2)
+            graph_outputs.append(vi(y, [S, B, D * H]))
+        i = D * H
+    g = helper.make_graph(b.nodes, "step_floor", inputs, graph_outputs,
+                          initializer=b.initializers)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    return model.SerializeToString(), feeds
 
 
 def floors(threads: list[int], warmup: int, repeats: int) -> None:
-    """Per LSTM/GRU target row of docs/perf/bench.json that missed: its target against the
-    measured GEMMs of the shape alone (the floor no lowering goes below without a faster GEMM)."""
+    """Per nn.LSTM / nn.GRU target row of docs/perf/bench.json that missed, measured again side
+    by side in one timing (the machine's speed drifts between runs): torch eager, the row's
+    best setting (lowering and intra-op threads, the file exported for onnxruntime), and its
+    floors: the shape's GEMMs alone in torch/MKL (less the calls' cost), on onnxruntime as the
+    scan lowering stripped to its GEMMs, as the scan lowering's own step with nothing around
+    it (GEMMs + the cell's gate arithmetic), and that step with the per-step output torch
+    returns (_ort_step_floor). Each as a multiple of the row's target,
+    max(0.5 × torch, 1.25 × the SGEMM floor at the rate measured just before the row)."""
     import json
     from pathlib import Path
+
+    from conformance.bench import sgemm_rate
 
     bench = json.loads((Path(__file__).resolve().parents[1] / "docs/perf/bench.json").read_text())
     for row in bench["rows"]["targets"]:
         if row["cell"] == "rnn" or row["best_over_target"] <= 1 or row["threads"] not in threads:
             continue
-        n = row["best"]["intra_op_threads"]
-        g = _gemm_floor(row, row["threads"], warmup, repeats)
-        o = _ort_scan_floor(row, n, warmup, repeats)
-        print(f"{row['label']} @{row['threads']}t: best {row['best']['s'] * 1e3:.3f} ms "
-              f"({row['best']['lowering']}, {n} thread(s)), target {row['target_s'] * 1e3:.3f} "
-              f"ms (torch {row['torch_s'] * 1e3:.3f}); GEMMs alone: torch {g * 1e3:.3f} ms = "
-              f"{g / row['target_s']:.2f} × target, onnxruntime scan of GEMMs {o * 1e3:.3f} ms = "
-              f"{o / row['target_s']:.2f} × target", flush=True)
+        n, best = row["best"]["intra_op_threads"], row["best"]["lowering"]
+        shape = Shape(row["I"], row["H"], row["layers"], row["dirs"], row["batch"], row["seq"],
+                      row["cell"])
+        _, module, feeds, torch_forward = _case(shape, row["threads"])
+        rate = sgemm_rate(row["threads"])
+        sess = _session(export(module, lowering=best, target="ort").SerializeToString(), n)
+        fns: dict[str, Callable[[], Any]] = {"torch": torch_forward,
+                                            best: lambda: sess.run(None, feeds)}
+        fns.update(_gemm_floor(row))
+        for key, (model, floor_feeds) in (
+                ("ort GEMMs", _ort_scan_floor(row)), ("ort GEMMs + gates", _ort_step_floor(row)),
+                ("ort GEMMs + gates + output", _ort_step_floor(row, outputs=True))):
+            floor = _session(model, n)
+            fns[key] = lambda floor=floor, floor_feeds=floor_feeds: floor.run(None, floor_feeds)
+        t = _timed(fns, warmup, repeats)
+        t["torch GEMMs"] = t.pop("gemms") - t.pop("calls")
+        target = max(0.5 * t["torch"], 1.25 * shape.flops() / rate)
+        print(f"{row['label']} @{row['threads']}t: target {target * 1e3:.3f} ms (torch "
+              f"{t.pop('torch') * 1e3:.3f}); " + "; ".join(
+                  f"{k} {v * 1e3:.3f} ms = {v / target:.2f} × target"
+                  + (f" ({n} thread(s))" if k == best else "") for k, v in t.items()),
+              flush=True)
 
 
 def main() -> None:

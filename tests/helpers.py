@@ -14,12 +14,13 @@ from conformance.compare import tolerance_for
 ATOL, RTOL = (lambda t: (t.atol, t.rtol))(tolerance_for("*", "*"))
 
 
-def ort_run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+def ort_run(model: onnx.ModelProto, feeds: dict[str, np.ndarray],
+            names: tuple[str, ...] = ("output", "h_n")) -> list[np.ndarray]:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(model.SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
-    return sess.run(["output", "h_n"], feeds)
+    return sess.run(list(names), feeds)
 
 
 def make_inputs(spec: RNNSpec, batch: int, seq: int, seed: int = 0

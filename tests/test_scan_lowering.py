@@ -142,3 +142,57 @@ def test_both_directions_as_one_batched_recurrence_match_torch(cell, extra, init
                                     providers=["CPUExecutionProvider"])
         assert_close(sess.run(names, feeds), want)
         assert_close(ref.run(names, feeds), want)
+
+
+def _computed_gathers(model: onnx.ModelProto) -> list[str]:
+    """Gathers whose indices are computed, not constant: the time flips of flip "gather"
+    (a layer's initial state is taken per direction with a constant index)."""
+    consts = {i.name for i in model.graph.initializer} | {
+        o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type == "Gather" and n.input[1] not in consts]
+
+
+SCAN_DIRECTIONS = [(cell, extra, init, lens) for cell, extra in (
+                       ("rnn", {"num_layers": 2, "nonlinearity": "relu"}),
+                       ("lstm", {"num_layers": 2, "batch_first": True}),
+                       ("lstm", {"proj_size": 2, "bias": False}),
+                       ("gru", {"num_layers": 2}), ("gru", {"bias": False, "batch_first": True}))
+                   for init, lens in (("zeros", False), ("input", True))]
+
+
+@pytest.mark.parametrize("cell,extra,init,lens", SCAN_DIRECTIONS,
+                         ids=[f"{c}-{'-'.join(e)}-{i}{'-lens' if s else ''}"
+                              for c, e, i, s in SCAN_DIRECTIONS])
+def test_the_ort_target_steps_the_reverse_direction_in_the_scan(cell, extra, init, lens):
+    """target="ort": the reverse direction runs backwards in the Scan itself (its
+    scan_input_directions / scan_output_directions), no time flip around it; exact against
+    torch on onnxruntime, and refused by onnx's reference evaluator, which lacks them (what
+    onnx-reference-scan-directions-unimplemented says, and why "any" keeps a flip)."""
+    from conformance.features import graph_features
+
+    spec = RNNSpec.from_kwargs({"cell": cell, "input_size": 3, "hidden_size": 4,
+                                "bidirectional": True, **extra})
+    module = spec.build_module(seed=2)
+    model = export(module, initial_state=init, sequence_lens=lens, lowering="scan",
+                   target="ort")
+    scans = [n for n in model.graph.node if n.op_type == "Scan"]
+    assert len(scans) == spec.num_layers
+    G = {"rnn": 1, "lstm": 2, "gru": 3}[cell]                 # gate groups: scan inputs per dir
+    for scan in scans:
+        attrs = {a.name: list(a.ints) for a in scan.attribute if a.ints}
+        assert attrs["scan_input_directions"] == [0] * G + [1] * G + ([0, 1] if lens else [])
+        assert attrs["scan_output_directions"] == [0, 1]
+    feats = graph_features(model)
+    assert {"scan", "scan-reverse-direction"} <= feats and "negative-step-slice" not in feats
+    assert not _computed_gathers(model)                       # no time flip by Gather either
+    flipped = export(module, initial_state=init, sequence_lens=lens, lowering="scan",
+                     target="any", verify=False)
+    assert _computed_gathers(flipped) and "scan-reverse-direction" not in graph_features(flipped)
+    names = ["output", "h_n"] + (["c_n"] if cell == "lstm" else [])
+    for batch, seq in ((1, 1), (4, 9)):
+        feeds = make_feeds(spec, batch, seq, init == "input", seed=seq,
+                           lengths="mixed" if lens else None)
+        want, _ = torch_truth(module, feeds)
+        assert_close(ort_run(model, feeds, tuple(names)), [want[n] for n in names])
+    with pytest.raises(RuntimeError, match="input_direction than 0"):
+        ReferenceEvaluator(model).run(names, feeds)

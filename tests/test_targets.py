@@ -18,7 +18,8 @@ from conformance.matrix import load_matrix, with_targets
 from conformance.runner import execute, prepare_matrix
 from conformance.runtimes import load_runtime
 from exporter import ExportError, export
-from exporter.targets import RULES, TARGETS, construction, target_name
+from exporter.targets import (FAMILIES, PREFERENCES, RULES, TARGETS, Construction,
+                              construction, target_name)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,29 @@ def test_the_table_decides(target, relu, lens, zeros, want):
     assert (how.lowering, how.zero_state) == want
     assert how.flip == ("gather" if how.lowering == "scan" and target in ("tract", "any")
                         else "slice")
-    assert all(avoids in {r.avoids for r in RULES} for _, avoids in how.because)
+    assert all(why in {r.avoids for r in RULES} | {p.because for p in PREFERENCES}
+               for _, why in how.because)
+
+
+def test_a_preference_is_one_familys_measured_choice_and_a_rule_still_wins():
+    """PREFERENCES: choices a single runtime family computes exactly and runs faster (the
+    scan lowering's reverse direction stepped by the Scan itself, for onnxruntime); "any"
+    and "none" never take one, and the file records why."""
+    fields = set(Construction.__dataclass_fields__) - {"because"}
+    for p in PREFERENCES:
+        assert p.targets <= set(FAMILIES) and p.choice in fields and p.because
+    flips = {t: construction(t, relu=False, sequence_lens=False, zero_state=False,
+                             batch_first=False, lowering="scan") for t in TARGETS}
+    assert {t: h.flip for t, h in flips.items()} == {
+        "any": "gather", "none": "slice", "ort": "scan", "openvino": "slice",
+        "tract": "gather", "onnx-reference": "slice"}
+    assert ("flip=scan", PREFERENCES[0].because) in flips["ort"].because
+    # the native-node lowering has no flip to prefer
+    assert construction("ort", relu=False, sequence_lens=False, zero_state=False,
+                        batch_first=False).flip == "slice"
+    model = export(torch.nn.GRU(3, 4, bidirectional=True), lowering="scan", target="ort")
+    how = json.loads(_props(model)["construction"])
+    assert how["flip"] == "scan" and ["flip=scan", PREFERENCES[0].because] in how["because"]
 
 
 def test_an_explicit_option_wins_over_the_target_and_is_recorded():

@@ -7,9 +7,10 @@ S = size of h:
         one Gemm per direction and gate group for every time step at once (the bulk of the
         FLOPs); the bias rides in the product on a column of ones; the reverse direction is
         fed flip(x)
-    Scan over time, states per direction (h, and c for LSTM); the reverse direction's inputs
-    (and its outputs) are flipped in time by a Slice with step −1 around the Scan, rather than
-    with Scan's scan_input_directions, which onnx's reference evaluator does not implement
+    Scan over time, states per direction (h, and c for LSTM); the reverse direction steps
+    backwards either by the Scan's own scan_input_directions / scan_output_directions (flip
+    "scan": no copy; onnx's reference evaluator does not implement them) or over inputs (and
+    outputs) flipped in time around the Scan (flip "slice" / "gather", _flip)
     with sequence_lens: m[t, b] = t < len[b]; every state s ← s + m·(s_new − s), y = m·h
     y_d [seq, batch, S] → Concat over directions → [seq, batch, dirs·S]  (torch's layout)
 Per-cell step bodies (gates in ONNX order, weights packed by weights.py); each gate group is
@@ -280,7 +281,8 @@ def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights
            ) -> tuple[str, dict[str, list[str]]]:
     """One layer: x [seq, batch, I_k] → (y [seq, batch, dirs·S], {state: finals per dir
     [batch, ·], or one [2, batch, ·] for both (named in edges["stacked"])}). The reverse
-    direction works on time-flipped tensors: it runs forward over flip(x)."""
+    direction runs backwards in the Scan (flip "scan") or forwards over flip(x), its output
+    flipped back."""
     D, cell = spec.num_directions, spec.cell_info
     if D == 2 and BATCHED_DIRECTIONS[spec.cell]:
         return _layer_batched(b, x, init, w, spec, k, edges, y_name)
@@ -289,9 +291,12 @@ def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights
         x = _ones_column(b, x)                                          # [seq, batch, I_k + 1]
         I_k += 1
     flat = b.const(f"flat_l{k}", np.array([-1, I_k], np.int64))
-    xs = [x] if D == 1 else [x, _flip(b, x, edges["flip"])]                            # [seq, batch, I_k (+1)]
-    xws = [_projections(b, b.op("Reshape", [xd, flat]), w, d, k, spec, edges)
-           for d, xd in enumerate(xs)]                   # per direction: [seq, batch, |g|·H] per g
+    by_scan = edges["flip"] == "scan"        # the Scan steps the reverse direction backwards
+    x2d = b.op("Reshape", [x, flat])           # [seq, batch, I_k (+1)] → [seq·batch, I_k (+1)]
+    x2ds = [x2d] if D == 1 else [x2d, x2d if by_scan else   # the reverse direction reads flip(x)
+                                 b.op("Reshape", [_flip(b, x, edges["flip"]), flat])]
+    xws = [_projections(b, x2d_d, w, d, k, spec, edges)
+           for d, x2d_d in enumerate(x2ds)]      # per direction: [seq, batch, |g|·H] per g
     starts = []                                                         # Scan's state inputs
     for d in range(D):
         for s in cell.states:
@@ -307,11 +312,17 @@ def _layer(b: GraphBuilder, x: str, init: dict[str, str | None], w: LayerWeights
     ordered = [finals[s][d] for d in range(D) for s in cell.states]
     ys = [y_name] if D == 1 and y_name else [b.fresh(f"y_l{k}_d{d}") for d in range(D)]
     scan_inputs = [t for xw_d in xws for t in xw_d] + (masks[:D] if masks else [])
+    directions = {}
+    if D == 2 and by_scan:          # direction d's scan inputs and output, in body order
+        G = len(xws[0])
+        directions = {"scan_input_directions": [0] * G + [1] * G + ([0, 1] if masks else []),
+                      "scan_output_directions": [0, 1]}
     b.node("Scan", starts + scan_inputs, ordered + ys, body=body,
-           num_scan_inputs=len(scan_inputs))
+           num_scan_inputs=len(scan_inputs), **directions)
     if D == 1:
         return ys[0], finals
-    y = b.op("Concat", [ys[0], _flip(b, ys[1], edges["flip"])], y_name, axis=2)      # [seq, batch, dirs·S]
+    y_b = ys[1] if by_scan else _flip(b, ys[1], edges["flip"])
+    y = b.op("Concat", [ys[0], y_b], y_name, axis=2)                    # [seq, batch, dirs·S]
     return y, finals
 
 
@@ -350,6 +361,9 @@ def _layer_batched(b: GraphBuilder, x: str, init: dict[str, str | None], w: Laye
     Ws = [_with_bias_column(w, d, spec) for d in range(2)]              # [G·H, I_k (+1)] each
     if w.B is not None:             # the column of ones that carries the bias (_projections)
         x = _ones_column(b, x)                                          # [seq, batch, I_k + 1]
+    if edges["flip"] == "scan":       # the stacked [seq, 2, batch, ·] inputs share one order
+        raise NotImplementedError("batched directions flip time around the Scan: use flip "
+                                  "'slice' or 'gather'")
     xws = _batched_projections(b, x, _flip(b, x, edges["flip"]), Ws, k, spec, edges)
     sizes = spec.state_sizes()
     starts = [init[s] if init[s] is not None                            # [2, batch, ·]
@@ -418,7 +432,8 @@ def lower_rnn_scan(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *
                    c_n: str | None = None, seq_lens: str | None = None,
                    flip: str = "slice") -> None:
     """Same contract as stack.lower_rnn, computed with MatMul + Scan instead of RNN nodes;
-    `flip`: how the reverse direction reverses time (_flip)."""
+    `flip`: how the reverse direction reverses time ("scan": the Scan's own directions;
+    "slice" / "gather": _flip)."""
     cell = spec.cell_info
     if spec.batch_first:
         x = b.op("Transpose", [x], perm=[1, 0, 2])              # [batch, seq, I] → [seq, batch, I]
@@ -436,7 +451,8 @@ def lower_rnn_scan(b: GraphBuilder, spec: RNNSpec, layers: list[LayerWeights], *
              "masks": None, "flip": flip, "shape": shape, "stacked": set()}
     if seq_lens:
         mask = _mask(b, shape, seq_lens)
-        edges["masks"] = [mask, _flip(b, mask, flip)] if spec.bidirectional else [mask]
+        edges["masks"] = ([mask] if not spec.bidirectional
+                          else [mask, mask if flip == "scan" else _flip(b, mask, flip)])
     inits = {s: split_states(b, spec, given[s], 0, f"{s}0") for s in cell.states}
     finals: dict[str, list[str]] = {s: [] for s in cell.states}
     last = spec.num_layers - 1
