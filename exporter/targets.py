@@ -65,11 +65,14 @@ class Preference:
 
 
 PREFERENCES: tuple[Preference, ...] = (
-    # onnxruntime runs the reverse direction in the Scan itself: bit-identical results, no
-    # time-flip copies (GRU (32, 64, 1, 2, 256, 200), 1 thread: 67.3 ms with Gather flips,
-    # 62.4 with Slice, 60.9 with the Scan's directions). onnx.reference does not implement
-    # them (onnx-reference-scan-directions-unimplemented), so "any" keeps a flip.
-    Preference(frozenset({"ort"}), "flip", "scan", "perf: docs/perf/NOTES.md, scan directions"),
+    # onnxruntime and OpenVINO run the reverse direction in the Scan itself: bit-identical
+    # results, no time-flip copies (GRU (32, 64, 1, 2, 256, 200), 1 thread, onnxruntime:
+    # 67.3 ms with Gather flips, 62.4 with Slice, 60.9 with the Scan's directions; OpenVINO:
+    # 0.79-1.06x the Slice flips' time over the bidirectional bench shapes). tract computes
+    # them exactly too but no faster (GRU S4 1.14x its Gather flips). onnx.reference does not
+    # implement them (onnx-reference-scan-directions-unimplemented): "any" keeps a flip.
+    Preference(frozenset({"ort", "openvino"}), "flip", "scan",
+               "perf: docs/perf/NOTES.md, scan directions"),
 )
 
 # runtime families; conformance runtime names map onto them (target_name)

@@ -53,15 +53,16 @@ def test_the_table_decides(target, relu, lens, zeros, want):
     how = construction(target, relu=relu, sequence_lens=lens, zero_state=zeros,
                        batch_first=False)
     assert (how.lowering, how.zero_state) == want
-    assert how.flip == ("gather" if how.lowering == "scan" and target in ("tract", "any")
-                        else "slice")
+    scan_flip = {"tract": "gather", "any": "gather", "ort": "scan", "openvino": "scan"}
+    assert how.flip == (scan_flip.get(target, "slice") if how.lowering == "scan" else "slice")
     assert all(why in {r.avoids for r in RULES} | {p.because for p in PREFERENCES}
                for _, why in how.because)
 
 
 def test_a_preference_is_one_familys_measured_choice_and_a_rule_still_wins():
     """PREFERENCES: choices a single runtime family computes exactly and runs faster (the
-    scan lowering's reverse direction stepped by the Scan itself, for onnxruntime); "any"
+    scan lowering's reverse direction stepped by the Scan itself, for onnxruntime and
+    OpenVINO); "any"
     and "none" never take one, and the file records why."""
     fields = set(Construction.__dataclass_fields__) - {"because"}
     for p in PREFERENCES:
@@ -69,7 +70,7 @@ def test_a_preference_is_one_familys_measured_choice_and_a_rule_still_wins():
     flips = {t: construction(t, relu=False, sequence_lens=False, zero_state=False,
                              batch_first=False, lowering="scan") for t in TARGETS}
     assert {t: h.flip for t, h in flips.items()} == {
-        "any": "gather", "none": "slice", "ort": "scan", "openvino": "slice",
+        "any": "gather", "none": "slice", "ort": "scan", "openvino": "scan",
         "tract": "gather", "onnx-reference": "slice"}
     assert ("flip=scan", PREFERENCES[0].because) in flips["ort"].because
     # the native-node lowering has no flip to prefer
