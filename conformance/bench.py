@@ -92,6 +92,11 @@ def _timed(fns: dict[str, Callable[[], Any]], warmup: int, repeats: int,
     return best
 
 
+def target_s(torch_s: float, floor_s: float) -> float:
+    """A shape's bench target: max(0.5 × torch eager, 1.25 × its SGEMM floor), in seconds."""
+    return max(0.5 * torch_s, 1.25 * floor_s)
+
+
 def sgemm_rate(threads: int, n: int = 1024) -> float:
     """FLOP/s of an n×n×n float32 matrix product in torch at this thread count."""
     import torch
@@ -208,7 +213,7 @@ def measure(shape: Shape, threads: int, warmup: int, repeats: int, rate: float) 
                 for n in _thread_settings(threads) for lowering in models}
     (best_lowering, best_n), best = min(settings.items(), key=lambda kv: kv[1])
     row["best"] = {"lowering": best_lowering, "intra_op_threads": best_n, "s": best}
-    row["target_s"] = max(0.5 * row["torch_s"], 1.25 * row["floor_s"])
+    row["target_s"] = target_s(row["torch_s"], row["floor_s"])
     row["best_over_target"] = best / row["target_s"]
     if row["best_over_target"] > 1:      # a miss: where its time goes, for NOTES and the table
         row["profile"] = profile(models[best_lowering], best_n, feeds, warmup, repeats)

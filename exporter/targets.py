@@ -59,9 +59,17 @@ RULES: tuple[Rule, ...] = (
 @dataclass(frozen=True)
 class Preference:
     targets: frozenset[str]     # the runtime families that take it (never "any" or "none")
-    choice: str                 # the Construction field it sets
+    choice: str                 # the Construction field it sets: one of _PREFERABLE
     value: str
     because: str                # the measurement that decided it
+
+    def __post_init__(self) -> None:
+        if self.choice not in _PREFERABLE:      # construction() would never apply it
+            raise ValueError(f"a preference can set {', '.join(_PREFERABLE)}, not "
+                             f"{self.choice!r}")
+
+
+_PREFERABLE = ("flip",)         # the choices construction() takes from PREFERENCES
 
 
 PREFERENCES: tuple[Preference, ...] = (

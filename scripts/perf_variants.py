@@ -363,7 +363,7 @@ def floors(threads: list[int], warmup: int, repeats: int) -> None:
     import json
     from pathlib import Path
 
-    from conformance.bench import sgemm_rate
+    from conformance.bench import sgemm_rate, target_s
 
     bench = json.loads((Path(__file__).resolve().parents[1] / "docs/perf/bench.json").read_text())
     for row in bench["rows"]["targets"]:
@@ -385,7 +385,7 @@ def floors(threads: list[int], warmup: int, repeats: int) -> None:
             fns[key] = lambda floor=floor, floor_feeds=floor_feeds: floor.run(None, floor_feeds)
         t = _timed(fns, warmup, repeats)
         t["torch GEMMs"] = t.pop("gemms") - t.pop("calls")
-        target = max(0.5 * t["torch"], 1.25 * shape.flops() / rate)
+        target = target_s(t["torch"], shape.flops() / rate)
         print(f"{row['label']} @{row['threads']}t: target {target * 1e3:.3f} ms (torch "
               f"{t.pop('torch') * 1e3:.3f}); " + "; ".join(
                   f"{k} {v * 1e3:.3f} ms = {v / target:.2f} × target"

@@ -19,7 +19,7 @@ from conformance.runner import execute, prepare_matrix
 from conformance.runtimes import load_runtime
 from exporter import ExportError, export
 from exporter.targets import (FAMILIES, PREFERENCES, RULES, TARGETS, Construction,
-                              construction, target_name)
+                              Preference, construction, target_name)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,6 +67,8 @@ def test_a_preference_is_one_familys_measured_choice_and_a_rule_still_wins():
     fields = set(Construction.__dataclass_fields__) - {"because"}
     for p in PREFERENCES:
         assert p.targets <= set(FAMILIES) and p.choice in fields and p.because
+    with pytest.raises(ValueError, match="not 'lowering'"):    # one construction() never applies
+        Preference(frozenset({"ort"}), "lowering", "scan", "a measurement")
     flips = {t: construction(t, relu=False, sequence_lens=False, zero_state=False,
                              batch_first=False, lowering="scan") for t in TARGETS}
     assert {t: h.flip for t, h in flips.items()} == {
