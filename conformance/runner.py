@@ -44,17 +44,24 @@ class _Pool:
 
     def __init__(self, factory: Callable[[str], Any]) -> None:
         self._factory, self._local, self._all = factory, threading.local(), []
-        self._lock = threading.Lock()
+        self._lock, self._closed = threading.Lock(), False
 
     def get(self, runtime: str) -> Any:
         hosts = self._local.__dict__.setdefault("hosts", {})
         if runtime not in hosts:
-            hosts[runtime] = self._factory(runtime)
+            # made and registered under the lock, so that close() sees every host: a thread
+            # still running its group after a SIGTERM must not make one (its temporary log
+            # file) once close() has gone through the list
             with self._lock:
+                if self._closed:
+                    raise RuntimeError("the run was stopped")
+                hosts[runtime] = self._factory(runtime)
                 self._all.append(hosts[runtime])
         return hosts[runtime]
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         for host in self._all:
             host.close()
 

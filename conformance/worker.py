@@ -143,6 +143,7 @@ class Worker:
         self.name, self.timeout, self.start_timeout = name, timeout, start_timeout
         self._proc: Any = None
         self._conn: Any = None
+        self._closed = False        # close() ran: no child is started again
         self.hello: Hello | None = None
         fd, self._log = tempfile.mkstemp(prefix="conformance-worker-", suffix=".log")
         os.close(fd)
@@ -200,6 +201,8 @@ class Worker:
         return self.hello
 
     def run(self, model_path: str, feeds: Mapping[str, np.ndarray]) -> Outcome:
+        if self._closed:            # the run was stopped while this cell's thread went on
+            return Outcome("error", message=f"the {self.name} worker was closed")
         if self._proc is None or not self._proc.is_alive():
             try:
                 self._start()
@@ -238,6 +241,7 @@ class Worker:
                 pass
 
     def close(self) -> None:
+        self._closed = True
         if self._proc is not None and self._proc.is_alive():
             try:
                 self._conn.send(None)

@@ -128,3 +128,27 @@ def test_parallel_jobs_give_the_same_cells(prepared):
     strip = lambda cells: [(c["case"], c["runtime"], c["status"], c["max_abs_err"])  # noqa: E731
                            for c in cells]
     assert strip(one.cells) == strip(two.cells)
+
+
+def test_a_stopped_run_makes_and_restarts_no_worker(tmp_path, monkeypatch):
+    """After a SIGTERM the pool is closed while group threads may still be going: a new host
+    (a Worker makes its temporary log file when made) is refused, and a closed worker starts
+    no child again."""
+    import tempfile
+
+    from conformance.runner import _Pool
+    from conformance.worker import Worker
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    pool = _Pool(lambda name: Worker(name))
+    pool.get("ort-cpu")
+    assert len(list(tmp_path.glob("conformance-worker-*.log"))) == 1
+    pool.close()
+    assert not list(tmp_path.glob("conformance-worker-*.log"))
+    with pytest.raises(RuntimeError, match="stopped"):
+        pool.get("onnx-reference")
+    assert not list(tmp_path.glob("conformance-worker-*.log"))
+    worker = Worker("ort-cpu")
+    worker.close()
+    outcome = worker.run("no-such.onnx", {})
+    assert outcome.kind == "error" and "closed" in outcome.message and worker._proc is None
